@@ -1,0 +1,42 @@
+# skprune — `make demo` and `make test` set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The pinned CPU build: a plain `pip install torch` would pull GBs of CUDA wheels.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench docs lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m skprune demo
+
+test: setup
+	SCIPY_ARRAY_API=1 $(PY) -m pytest -q
+
+bench: setup
+	SCIPY_ARRAY_API=1 $(PY) -m pytest -q -m slow --override-ini="addopts=" -ra
+	$(PY) examples/benchmarks/bench_overhead.py
+	$(PY) examples/benchmarks/reproduce_reiners_table2.py
+
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+lint: setup
+	$(PY) -m ruff check skprune tests examples
+	$(PY) -m ruff format --check skprune tests examples
+
+format: setup
+	$(PY) -m ruff format skprune tests examples
+	$(PY) -m ruff check --fix skprune tests examples
+
+clean:
+	rm -rf $(VENV) docs/_build docs/auto_examples docs/gen_modules .pytest_cache

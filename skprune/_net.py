@@ -1,0 +1,181 @@
+"""The skorch net behind :class:`~skprune.SparseNetClassifier`.
+
+Two things differ from a plain :class:`skorch.NeuralNetClassifier`:
+
+* the loss is the weighted sum ``(1 − λ)·E + λ·Ω`` of Reiners eq. (7), made in
+  one place, :meth:`SparseNet.get_loss`, with Ω's gradient taken analytically;
+* batches are slices of tensors already on the device (:class:`TensorBatches`),
+  not per-sample ``Dataset.__getitem__`` calls collated by a ``DataLoader``,
+  which is most of skorch's overhead on small networks.
+"""
+
+import math
+
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
+
+from .metrics import count_nonzero, layer_density, regularized_layers
+from .regularizers import has_analytic_grad, penalty_term
+
+__all__ = ["TensorBatches", "SparseNet", "SparsityHistory"]
+
+
+class TensorBatches:
+    """Mini-batches of ``(X, y)`` tensors, reshuffled on every pass.
+
+    The last batch may be smaller, as in Keras and ``DataLoader``.
+
+    Examples
+    --------
+    >>> X, y = torch.arange(5.0)[:, None], torch.arange(5)
+    >>> [len(xb) for xb, _ in TensorBatches(X, y, batch_size=2)]
+    [2, 2, 1]
+    """
+
+    def __init__(self, X, y, batch_size, shuffle=False, generator=None):
+        self.X, self.y = X, y
+        self.batch_size = len(X) if batch_size == -1 else batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        return math.ceil(len(self.X) / self.batch_size)
+
+    def __iter__(self):
+        n, size = len(self.X), self.batch_size
+        if not self.shuffle:
+            for start in range(0, n, size):
+                yield self.X[start : start + size], self.y[start : start + size]
+            return
+        order = torch.randperm(n, generator=self.generator).to(self.X.device)
+        for start in range(0, n, size):
+            idx = order[start : start + size]
+            yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+
+
+class SparseNet(NeuralNetClassifier):
+    """skorch classifier trained on ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7).
+
+    Parameters
+    ----------
+    module, criterion, optimizer, ... :
+        As for :class:`skorch.NeuralNetClassifier`.
+    regularizer : object or None, default=None
+        Follows the protocol of :mod:`skprune.regularizers`.
+    lam : float, default=0.0
+        λ ∈ [0, 1).
+    regularized_layers : {"dense", "all"} or list of str, default="dense"
+        See :func:`skprune.metrics.regularized_layers`.
+    seed : int or None, default=None
+        Seeds the shuffling of the training batches.
+    """
+
+    def __init__(
+        self,
+        module,
+        *args,
+        regularizer=None,
+        lam=0.0,
+        regularized_layers="dense",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(module, *args, **kwargs)
+        self.regularizer = regularizer
+        self.lam = lam
+        self.regularized_layers = regularized_layers
+        self.seed = seed
+
+    def get_default_callbacks(self):
+        # PrintLog comes last, from the estimator, so that it sees what the
+        # sparsity callbacks record at the end of each epoch.
+        return [(n, cb) for n, cb in super().get_default_callbacks() if n != "print_log"]
+
+    def initialize_module(self):
+        super().initialize_module()
+        self.regularized_named_ = regularized_layers(self.module_, self.regularized_layers)
+        return self
+
+    def named_regularized_weights(self):
+        """``(layer name, weight)`` of the regularised layers."""
+        return [(name, layer.weight) for name, layer in self.regularized_named_]
+
+    def regularized_weights(self):
+        return [layer.weight for _, layer in self.regularized_named_]
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        reg, weights = self.regularizer, self.regularized_weights()
+        self._penalized = bool(
+            reg is not None and self.lam > 0 and weights and getattr(reg, "in_loss", True)
+        )
+        self._analytic = self._penalized and has_analytic_grad(reg, weights)
+        self._generator = torch.Generator()
+        if self.seed is not None:
+            self._generator.manual_seed(self.seed)
+        self.reset_ce()
+
+    def reset_ce(self):
+        """Start a new running mean of the training cross-entropy E."""
+        self._ce_batches, self._ce_sizes = [], []
+
+    def mean_ce(self):
+        """Mean training cross-entropy E since :meth:`reset_ce`, or NaN."""
+        if not self._ce_sizes:
+            return float("nan")
+        sizes = torch.tensor(self._ce_sizes, dtype=torch.float32)
+        ce = torch.stack(self._ce_batches).float().cpu()
+        return float((ce * sizes).sum() / sizes.sum())
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        ce = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training:
+            return ce
+        # Kept as tensors and reduced once per epoch: no kernel, no sync per batch.
+        self._ce_batches.append(ce.detach())
+        self._ce_sizes.append(len(y_true))
+        if not self._penalized:
+            return ce
+        omega = penalty_term(self.regularizer, self.regularized_weights(), self._analytic)
+        return (1.0 - self.lam) * ce + self.lam * omega
+
+    def _set_training(self, training=True):
+        # skorch calls this for every batch; walking the module tree each time
+        # is measurable on small networks.
+        if self.module_.training != training:
+            super()._set_training(training)
+
+    def _zero_grad_optimizer(self, set_to_none=None):
+        super()._zero_grad_optimizer(set_to_none=True)
+
+    def get_iterator(self, dataset, training=False):
+        X, y = dataset.X, dataset.y
+        if not (isinstance(X, torch.Tensor) and isinstance(y, torch.Tensor)):
+            return super().get_iterator(dataset, training=training)
+        prefix = "iterator_train" if training else "iterator_valid"
+        batch_size = self.get_params_for(prefix).get("batch_size", self.batch_size)
+        generator = getattr(self, "_generator", None) if training else None
+        return TensorBatches(X, y, batch_size, shuffle=training, generator=generator)
+
+
+class SparsityHistory(Callback):
+    """Records, per epoch, E, Ω and the density of the regularised layers.
+
+    Keys written to ``net.history``: ``ce`` (mean training cross-entropy E of
+    the epoch), ``penalty`` (Ω of the weights at the end of the epoch),
+    ``density``, ``n_nonzero`` and ``layer_density`` (dict name -> density).
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        named = net.named_regularized_weights()
+        weights = [w for _, w in named]
+        nonzero, total = count_nonzero(weights)
+        reg = net.regularizer
+        penalty = float(reg.penalty(weights)) if reg is not None and weights else 0.0
+        net.history.record("ce", net.mean_ce())
+        net.history.record("penalty", penalty)
+        net.history.record("n_nonzero", nonzero)
+        net.history.record("density", nonzero / total if total else float("nan"))
+        net.history.record("layer_density", layer_density(named))
+        net.reset_ce()

@@ -1,0 +1,380 @@
+"""``SparseNetClassifier``: a scikit-learn classifier training sparse networks."""
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import PrintLog
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from torch import nn
+
+from ._net import SparseNet, SparsityHistory
+from ._validation import resolve_device
+from .metrics import count_nonzero, layer_density
+from .models import BUILTIN_MODULES
+from .optim import OPTIMIZERS, make_optimizer
+from .pruning import PRUNERS, make_pruning_callbacks
+from .regularizers import REGULARIZERS, make_regularizer
+
+__all__ = ["SparseNetClassifier"]
+
+#: Prefixes of the routed parameters ``<prefix>__<name>``, as in skorch.
+_PREFIXES = ("module", "optimizer", "regularizer", "callbacks")
+
+
+class SparseNetClassifier(ClassifierMixin, BaseEstimator):
+    """Neural network classifier trained for accuracy *and* sparsity.
+
+    Trains a PyTorch network (through skorch) on the weighted sum of the mean
+    batch cross-entropy E and a complexity objective Ω of the regularised
+    weights (Reiners et al., eq. 7)::
+
+        (1 − lam) · E + lam · Ω
+
+    and prunes weights while or after it trains. After ``fit`` it reports how
+    sparse the network is (``density_``, ``layer_density_``).
+
+    Parameters
+    ----------
+    module : str, torch.nn.Module class or instance, default="mlp"
+        ``"mlp"`` (sized from the data; ``module__hidden_layer_sizes``, default
+        ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
+        Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
+        Its arguments pass as ``module__name=value``.
+    regularizer : {"l1"}, object or None, default="l1"
+        Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4). An object following the
+        protocol of :mod:`skprune.regularizers` also works; its parameters
+        pass as ``regularizer__name=value``.
+    lam : float in [0, 1), default=1e-4
+        λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
+        so λ means what it means in the paper.
+    pruning : {"batch", "epoch", "after"} or None, default="batch"
+        Soft threshold pruning with ``threshold`` after every batch, after
+        every epoch, or once after training (Reiners §4); every mode also
+        prunes once before training and once after the last step.
+    threshold : float >= 0, default=1e-3
+        τ: weights with ``|w| <= τ`` are set to zero when pruning.
+    optimizer : {"sgd", "adam", "rmsprop"} or torch optimizer class, default="adam"
+        Its options pass as ``optimizer__name=value`` (e.g. ``optimizer__momentum``).
+    lr : float > 0, default=1e-3
+        Learning rate.
+    batch_size : int >= 1, default=32
+    max_epochs : int >= 1, default=30
+    validation_fraction : float in [0, 1), default=0.0
+        Share of the training data held out inside ``fit`` (stratified) and
+        scored every epoch as ``valid_loss`` / ``valid_acc``.
+    regularized_layers : {"dense", "all"} or list of str, default="dense"
+        The layers whose weights are regularised and pruned: every
+        ``nn.Linear`` (as in the papers), linear and convolutional layers, or
+        those sub-module names.
+    device : str, default="auto"
+        ``"auto"`` picks CUDA when available, else ``"cpu"``; or ``"cpu"``,
+        ``"cuda"``, ``"cuda:1"``, ...
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, dropout, batch order and the validation
+        split. Equal seeds give identical results on the CPU.
+    verbose : int, default=0
+        Print one line per epoch when > 0.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra callbacks, appended after skprune's own.
+    **kwargs
+        Routed parameters ``module__*``, ``optimizer__*``, ``regularizer__*``
+        and ``callbacks__*``; searchable with ``GridSearchCV``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen in ``fit``.
+    n_features_in_ : int
+        Number of features after flattening (784 for 28×28 images).
+    feature_names_in_ : ndarray of str
+        Present when ``X`` had string column names.
+    net_ : skorch.NeuralNetClassifier
+        The fitted skorch net; ``net_.module_`` is the trained network.
+    history_ : skorch.History
+        Per epoch: ``train_loss`` (the weighted sum), ``ce`` (E), ``penalty``
+        (Ω), ``density``, ``n_nonzero``, ``layer_density``, and ``valid_loss``
+        / ``valid_acc`` with a validation split.
+    density_ : float
+        Share of non-zero regularised weights, counted on ``net_.module_``.
+    sparsity_ : float
+        ``1 − density_``.
+    n_nonzero_ : int
+        Number of non-zero regularised weights.
+    n_weights_ : int
+        Number of regularised weights.
+    layer_density_ : dict
+        Regularised layer name -> its share of non-zero weights.
+    objectives_ : tuple of float
+        The biobjective point (E, Ω): the mean training cross-entropy of the
+        last epoch and the regulariser of the final weights.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skprune import SparseNetClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = SparseNetClassifier(lam=1e-3, max_epochs=5, random_state=0)
+    >>> clf.fit(X / 16, y).density_ < 1
+    True
+    """
+
+    _parameter_constraints = {
+        "module": [StrOptions(BUILTIN_MODULES.keys()), type, nn.Module],
+        "regularizer": [StrOptions(REGULARIZERS.keys()), HasMethods(["penalty"]), None],
+        "lam": [Interval(Real, 0, 1, closed="left")],
+        "pruning": [StrOptions(PRUNERS.keys()), None],
+        "threshold": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [StrOptions(OPTIMIZERS.keys()), type],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "regularized_layers": [StrOptions({"dense", "all"}), list],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+    }
+
+    def __init__(
+        self,
+        module="mlp",
+        *,
+        regularizer="l1",
+        lam=1e-4,
+        pruning="batch",
+        threshold=1e-3,
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=32,
+        max_epochs=30,
+        validation_fraction=0.0,
+        regularized_layers="dense",
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        **kwargs,
+    ):
+        self.module = module
+        self.regularizer = regularizer
+        self.lam = lam
+        self.pruning = pruning
+        self.threshold = threshold
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.validation_fraction = validation_fraction
+        self.regularized_layers = regularized_layers
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self._set_routed_params(kwargs)
+
+    # -- routed ``prefix__name`` parameters, as in skorch -------------------
+
+    # Like any parameter, they are stored as given and checked in ``fit``.
+
+    def _set_routed_params(self, params):
+        if not hasattr(self, "_routed"):
+            self._routed = []
+        for key, value in params.items():
+            setattr(self, key, value)
+            if key not in self._routed:
+                self._routed.append(key)
+
+    def _check_routed_params(self):
+        unknown = [k for k in self._routed if k.partition("__")[0] not in _PREFIXES]
+        if unknown or any(not k.partition("__")[2] for k in self._routed):
+            raise ValueError(
+                f"SparseNetClassifier got unknown parameters {unknown or self._routed}; "
+                f"routed parameters are named {[p + '__<name>' for p in _PREFIXES]}."
+            )
+
+    def _prefixed_params(self, prefix):
+        """The routed parameters ``prefix__name`` as ``{name: value}``."""
+        start = prefix + "__"
+        return {k[len(start) :]: getattr(self, k) for k in self._routed if k.startswith(start)}
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        return {**params, **{k: getattr(self, k) for k in self._routed}}
+
+    def set_params(self, **params):
+        own = self._get_param_names()
+        self._set_routed_params({k: v for k, v in params.items() if k not in own})
+        return super().set_params(**{k: v for k, v in params.items() if k in own})
+
+    # -- fitting -------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the network on ``X`` (n, d) or (n, C, H, W) and labels ``y``.
+
+        Returns
+        -------
+        self : SparseNetClassifier
+        """
+        self._check_routed_params()
+        X, y = self._validate_fit_data(X, y)
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train, valid = self._split(X, y, seed)
+        with torch.random.fork_rng(devices=_cuda_indices(device)):
+            torch.manual_seed(seed)
+            self.net_ = self._build_net(device, len(self.classes_), seed, valid)
+            self.net_.fit(*train)
+        self.history_ = self.net_.history
+        self._record_sparsity()
+        return self
+
+    def _validate_fit_data(self, X, y):
+        X, self._input_shape = _flatten_images(X)
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "SparseNetClassifier needs samples of at least 2 classes in y; "
+                f"got 1 class ({self.classes_[0]!r})."
+            )
+        return X, encoder.transform(y).astype(np.int64)
+
+    def _split(self, X, y, seed):
+        """Training and validation ``(X, y)`` tensors (validation may be None)."""
+        if not self.validation_fraction:
+            return (self._to_tensor(X), torch.as_tensor(y)), None
+        stratify = y if np.bincount(y).min() >= 2 else None
+        X_tr, X_va, y_tr, y_va = train_test_split(
+            X,
+            y,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+            random_state=seed,
+        )
+        to = self._to_tensor
+        return (to(X_tr), torch.as_tensor(y_tr)), (to(X_va), torch.as_tensor(y_va))
+
+    def _to_tensor(self, X):
+        """float32 tensor in the shape the module was fitted on.
+
+        Shares memory with ``X`` where it can (nothing writes to it); read-only
+        arrays, which torch cannot wrap, are copied.
+        """
+        X = np.ascontiguousarray(X)
+        X = torch.from_numpy(X) if X.flags.writeable else torch.tensor(X)
+        return X.reshape(len(X), *self._input_shape)
+
+    def _build_net(self, device, n_classes, seed, valid):
+        module, module_kwargs = self._resolve_module(n_classes)
+        optimizer, optimizer_kwargs = make_optimizer(self, torch.device(device))
+        regularizer = make_regularizer(self)
+        callbacks = [
+            *([("regularizer", regularizer)] if hasattr(regularizer, "on_batch_end") else []),
+            *((f"pruning_{i}", cb) for i, cb in enumerate(make_pruning_callbacks(self))),
+            ("sparsity", SparsityHistory()),
+            *((f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])),
+            ("print_log", PrintLog(keys_ignored=["layer_density", "n_nonzero"])),
+        ]
+        net = SparseNet(
+            module,
+            criterion=nn.CrossEntropyLoss,
+            optimizer=optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=predefined_split(Dataset(*valid)) if valid else None,
+            callbacks=callbacks,
+            device=device,
+            verbose=self.verbose,
+            regularizer=regularizer,
+            lam=self.lam,
+            regularized_layers=self.regularized_layers,
+            seed=seed,
+            **{f"module__{k}": v for k, v in module_kwargs.items()},
+            **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+            **{f"callbacks__{k}": v for k, v in self._prefixed_params("callbacks").items()},
+        )
+        return net
+
+    def _resolve_module(self, n_classes):
+        """The module (class or a copy of the instance) and its keyword arguments."""
+        kwargs = self._prefixed_params("module")
+        if isinstance(self.module, str):
+            image_shape = self._input_shape if len(self._input_shape) == 3 else None
+            factory = BUILTIN_MODULES[self.module]
+            return factory(self.n_features_in_, n_classes, image_shape, **kwargs)
+        if isinstance(self.module, nn.Module):
+            return copy.deepcopy(self.module), kwargs
+        return self.module, kwargs
+
+    def _record_sparsity(self):
+        named = self.net_.named_regularized_weights()
+        weights = [w for _, w in named]
+        self.n_nonzero_, self.n_weights_ = count_nonzero(weights)
+        self.density_ = self.n_nonzero_ / self.n_weights_ if self.n_weights_ else 1.0
+        self.sparsity_ = 1.0 - self.density_
+        self.layer_density_ = layer_density(named)
+        reg = self.net_.regularizer
+        omega = float(reg.penalty(weights)) if reg is not None and weights else 0.0
+        self.objectives_ = (float(self.history_[-1, "ce"]), omega)
+        if self.n_weights_ and not self.n_nonzero_:
+            warnings.warn(
+                f"Every regularised weight is zero: the network collapsed at lam={self.lam}"
+                f" with threshold={self.threshold}. Lower lam or threshold, or use "
+                "ParetoSearchCV to find the knee of the trade-off.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # -- prediction ----------------------------------------------------------
+
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        X, _ = _flatten_images(X)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self._to_tensor(X)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), rows summing to 1."""
+        X = self._validate_predict_data(X)
+        proba = self.net_.predict_proba(X).astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class labels (of the type seen in ``fit``)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _flatten_images(X):
+    """(X as 2-D, per-sample shape): image batches (n, C, H, W) become (n, C·H·W)."""
+    if getattr(X, "ndim", None) is None and not hasattr(X, "columns"):
+        X = np.asarray(X)
+    if getattr(X, "ndim", 2) > 2:
+        X = np.asarray(X)
+        return X.reshape(len(X), -1), X.shape[1:]
+    n_features = X.shape[1] if getattr(X, "ndim", 0) == 2 else 0
+    return X, (n_features,)
+
+
+def _cuda_indices(device):
+    device = torch.device(device)
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
