@@ -64,6 +64,19 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         prunes once before training and once after the last step.
     threshold : float >= 0, default=1e-3
         τ: weights with ``|w| <= τ`` are set to zero when pruning.
+    target_density : float in (0, 1], dict or None, default=None
+        ε, the share of regularised weights to keep: the constraint level of
+        ``regularizer="hard_concrete"`` and the goal of magnitude pruning
+        (``"global"``, ``"layerwise"``, ``"random"``). A dict maps layer names
+        (as in ``layer_density_``) to their own level.
+    finetune_epochs : int >= 0, default=3
+        Epochs of training with the pruning mask held after magnitude pruning.
+    loss_tolerance : float >= 0, default=0.05
+        LOBSTER's TWT: the pruning stage keeps the validation loss within
+        ``(1 + loss_tolerance)`` times its value before pruning.
+    patience : int >= 1, default=5
+        LOBSTER's PWE: epochs without improvement of the validation loss that
+        end a learning stage.
     optimizer : {"sgd", "adam", "rmsprop"} or torch optimizer class, default="adam"
         Its options pass as ``optimizer__name=value`` (e.g. ``optimizer__momentum``).
     lr : float > 0, default=1e-3
@@ -135,6 +148,10 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         "lam": [Interval(Real, 0, 1, closed="left")],
         "pruning": [StrOptions(PRUNERS.keys()), None],
         "threshold": [Interval(Real, 0, None, closed="left")],
+        "target_density": [Interval(Real, 0, 1, closed="right"), dict, None],
+        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "loss_tolerance": [Interval(Real, 0, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(OPTIMIZERS.keys()), type],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -155,6 +172,10 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         lam=1e-4,
         pruning="batch",
         threshold=1e-3,
+        target_density=None,
+        finetune_epochs=3,
+        loss_tolerance=0.05,
+        patience=5,
         optimizer="adam",
         lr=1e-3,
         batch_size=32,
@@ -172,6 +193,10 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         self.lam = lam
         self.pruning = pruning
         self.threshold = threshold
+        self.target_density = target_density
+        self.finetune_epochs = finetune_epochs
+        self.loss_tolerance = loss_tolerance
+        self.patience = patience
         self.optimizer = optimizer
         self.lr = lr
         self.batch_size = batch_size
@@ -236,8 +261,9 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         train, valid = self._split(X, y, seed)
         with torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(seed)
-            self.net_ = self._build_net(device, len(self.classes_), seed, valid)
-            self.net_.fit(*train)
+            self.net_ = self._build_net(device, len(self.classes_), seed, valid).initialize()
+            self._check_layer_names()
+            self.net_.partial_fit(*train)
         self.history_ = self.net_.history
         self._record_sparsity()
         return self
@@ -311,6 +337,23 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
             **{f"callbacks__{k}": v for k, v in self._prefixed_params("callbacks").items()},
         )
         return net
+
+    def _check_layer_names(self):
+        """Dict-valued ``target_density`` must name regularised layers."""
+        if not isinstance(self.target_density, dict):
+            return
+        names = [name for name, _ in self.net_.regularized_named_]
+        unknown = sorted(set(self.target_density) - set(names))
+        if unknown:
+            raise ValueError(
+                f"The 'target_density' parameter names layers {unknown} that are not "
+                f"regularised layers of the module; those are {names}."
+            )
+        bad = {k: v for k, v in self.target_density.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(
+                f"The 'target_density' parameter must map layers to floats in (0, 1]. Got {bad}."
+            )
 
     def _resolve_module(self, n_classes):
         """The module (class or a copy of the instance) and its keyword arguments."""
