@@ -91,16 +91,16 @@ def load_mnist(path, kind="t10k"):
 
 
 def find_mnist_10k(path=None):
-    """The MNIST-10k folder: ``path``, ``$SKPRUNE_MNIST``, or ``../shared/data``.
+    """The MNIST-10k folder: ``path`` if given, else ``$SKPRUNE_MNIST`` or
+    ``../shared/data/mnist-10k`` relative to the project root.
 
-    Returns None when no folder holds the files.
+    Returns None when no such folder holds the files.
     """
     here = Path(__file__).resolve().parents[1]
-    candidates = [
-        path,
-        os.environ.get("SKPRUNE_MNIST"),
-        here.parent / "shared/data/mnist-10k",
-    ]
+    if path is not None:
+        candidates = [path]
+    else:
+        candidates = [os.environ.get("SKPRUNE_MNIST"), here.parent / "shared/data/mnist-10k"]
     for candidate in filter(None, candidates):
         candidate = Path(candidate)
         if any(candidate.glob("t10k-images-idx3-ubyte*")):

@@ -1,0 +1,28 @@
+import io
+import subprocess
+import sys
+
+from skprune.cli import demo, main
+
+
+def test_demo_prints_lambda_accuracy_density(capsys):
+    buffer = io.StringIO()
+    rows = demo(lambdas=(0.0, 3e-3), max_epochs=3, file=buffer)
+    text = buffer.getvalue()
+    assert "lambda" in text and "accuracy" in text and "density" in text
+    assert len(rows) == 2 and rows[1]["density"] < rows[0]["density"]
+
+
+def test_main_requires_a_command(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main([])
+    assert "demo" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run(
+        [sys.executable, "-m", "skprune", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "demo" in out.stdout
