@@ -382,7 +382,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
                 f" with threshold={self.threshold}. Lower lam or threshold, or use "
                 "ParetoSearchCV to find the knee of the trade-off.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     # -- prediction ----------------------------------------------------------

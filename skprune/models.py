@@ -151,7 +151,7 @@ def _vgg(n_features, n_classes, input_shape, **kwargs):
     return VGGLike, {"n_classes": n_classes, "input_shape": shape, **kwargs}
 
 
-#: name -> factory(n_features, n_classes, input_shape, **module_kwargs)
+#: name -> ``factory(n_features, n_classes, input_shape, **module_kwargs)``
 #: returning the module class and the keyword arguments that size it.
 BUILTIN_MODULES = {
     "mlp": _mlp,

@@ -112,7 +112,7 @@ def _l1(estimator, **params):
     return L1(**params)
 
 
-#: name -> factory(estimator, **regularizer__params) -> Regularizer
+#: name -> ``factory(estimator, **regularizer__params)`` returning a regularizer
 REGULARIZERS = {"l1": _l1}
 
 

@@ -1,4 +1,6 @@
-"""Fit time of SparseNetClassifier against plain PyTorch loops doing the same work.
+"""
+Fit time of SparseNetClassifier against plain PyTorch loops doing the same work
+===============================================================================
 
 LeNet-5 on the 8,000 MNIST-10k training images, Adam (lr 1e-3), batch 64,
 ℓ1 with λ = 3e-4 and batchwise threshold pruning (τ = 1e-3), 4 epochs, one CPU
@@ -102,7 +104,7 @@ def skprune_fit(X, y, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mnist", default=None, help="folder of the MNIST-10k files")
     parser.add_argument("--no-skorch", action="store_true", help="skip plain skorch")

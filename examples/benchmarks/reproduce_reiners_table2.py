@@ -1,4 +1,6 @@
-"""Reproduce Reiners et al., Table 2 (a)-(c), on MNIST-10k with LeNet-5.
+"""
+Reproduce Reiners et al., Table 2 (a)-(c), on MNIST-10k with LeNet-5
+====================================================================
 
 LeNet-5 (Table 1a), Adam (lr 1e-3), batch 32, ℓ1 on the dense layers, threshold
 τ = 1e-3, 20 epochs, for λ ∈ {0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3} and batchwise,
@@ -100,7 +102,7 @@ def rst_table(title, rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mnist", default=None, help="folder of the MNIST-10k files")
