@@ -20,6 +20,8 @@ from .regularizers import has_analytic_grad, penalty_term
 
 __all__ = ["TensorBatches", "SparseNet", "SparsityHistory"]
 
+_EVAL_BATCH_SIZE = 1024
+
 
 class TensorBatches:
     """Mini-batches of ``(X, y)`` tensors, reshuffled on every pass.
@@ -154,7 +156,10 @@ class SparseNet(NeuralNetClassifier):
         if not (isinstance(X, torch.Tensor) and isinstance(y, torch.Tensor)):
             return super().get_iterator(dataset, training=training)
         prefix = "iterator_train" if training else "iterator_valid"
-        batch_size = self.get_params_for(prefix).get("batch_size", self.batch_size)
+        # Evaluation batches only need memory: larger ones predict faster and give
+        # the same (size-weighted) validation loss.
+        default = self.batch_size if training else max(self.batch_size, _EVAL_BATCH_SIZE)
+        batch_size = self.get_params_for(prefix).get("batch_size", default)
         generator = getattr(self, "_generator", None) if training else None
         return TensorBatches(X, y, batch_size, shuffle=training, generator=generator)
 

@@ -3,6 +3,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits, make_classification
 
+# The test networks are tiny: one intra-op thread is fastest and keeps the
+# suite's time steady when other processes share the cores.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def digits():
