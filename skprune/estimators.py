@@ -80,7 +80,8 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         end a learning stage.
     optimizer : str or torch optimizer class, default="adam"
         ``"sgd"``, ``"adam"``, ``"rmsprop"``, ``"smgd"``, ``"madam"`` or
-        ``"mrmsprop"``, or a :class:`torch.optim.Optimizer` subclass. Its options pass as ``optimizer__name=value`` (e.g. ``optimizer__momentum``).
+        ``"mrmsprop"``, or a :class:`torch.optim.Optimizer` subclass. Its options
+        pass as ``optimizer__name=value`` (e.g. ``optimizer__momentum``).
         ``"smgd"``, ``"madam"`` and ``"mrmsprop"`` are the multi-objective
         optimisers of Reiners §3.2 (:mod:`skprune.optim`): they ignore ``lam``
         and pick at every step the λ of the steepest common descent direction

@@ -18,11 +18,10 @@ zero for the weights it does not regularise). The estimator switches the
 penalty off in the loss and hands them Ω through :meth:`set_objective`.
 """
 
-import math
-
 import numpy as np
 import torch
 from skorch.callbacks import Callback
+from torch.optim.adam import adam
 
 __all__ = [
     "min_norm_weight",
@@ -174,18 +173,21 @@ def _autograd_omega(regularizer, weights):
     return [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads)]
 
 
-def _split(params, omega, values):
-    """The entries of ``values`` (one per param) that belong to regularised params."""
-    return [v for p, v in zip(params, values) if id(p) in omega]
+def _objective_state(optimizer, params, suffix, keys, step_device=None):
+    """Per-param moments ``key + suffix`` of one objective, zeros at first use.
 
-
-def _combine_(params, omega, d1, d2, lam, lr):
-    """``w -= lr · ((1 − λ)·d₁ + λ·d₂)``, d₂ only on the regularised weights."""
-    torch._foreach_mul_(d1, -lr * (1 - lam))
-    torch._foreach_add_(params, d1)
-    if d2:
-        torch._foreach_mul_(d2, -lr * lam)
-        torch._foreach_add_(_split(params, omega, params), d2)
+    With ``step_device`` the state also counts the objective's steps in a
+    float32 tensor ``"step" + suffix``, as :class:`torch.optim.Adam` does
+    (``"param"``: on the parameter's device).
+    """
+    states = [optimizer.state[p] for p in params]
+    for p, state in zip(params, states):
+        if keys[0] + suffix not in state:
+            state.update({key + suffix: torch.zeros_like(p) for key in keys})
+            if step_device is not None:
+                device = p.device if step_device == "param" else step_device
+                state["step" + suffix] = torch.zeros((), dtype=torch.float32, device=device)
+    return states
 
 
 class SMGD(MultiObjectiveOptimizer):
@@ -212,73 +214,39 @@ class SMGD(MultiObjectiveOptimizer):
         super().__init__(params, {"lr": lr, "momentum": momentum}, lam=lam)
 
     def _update(self, group, params, omega, lam):
-        g1 = [p.grad for p in params]
-        direction = torch._foreach_mul(g1, 1 - lam)
-        reg = _split(params, omega, direction)
+        direction = torch._foreach_mul([p.grad for p in params], 1 - lam)
+        reg = [(d, omega[id(p)]) for p, d in zip(params, direction) if id(p) in omega]
         if reg:
-            torch._foreach_add_(
-                reg, torch._foreach_mul([omega[id(p)] for p in params if id(p) in omega], lam)
-            )
+            torch._foreach_add_([d for d, _ in reg], torch._foreach_mul([g for _, g in reg], lam))
         if group["momentum"]:
-            bufs = [
-                self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params
-            ]
+            states = _objective_state(self, params, "", ["momentum_buffer"])
+            bufs = [s["momentum_buffer"] for s in states]
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, direction)
             direction = bufs
         torch._foreach_add_(params, direction, alpha=-group["lr"])
 
 
-def _moment_state(optimizer, params, omega, keys):
-    """Per-param state with zeroed moments ``keys`` (and their ``_omega`` twins)."""
-    states = []
-    for p in params:
-        state = optimizer.state[p]
-        if "step" not in state:
-            state["step"] = 0
-            state.update({k: torch.zeros_like(p) for k in keys})
-        if id(p) in omega and keys[0] + "_omega" not in state:
-            state.update({k + "_omega": torch.zeros_like(p) for k in keys})
-        state["step"] += 1
-        states.append(state)
-    return states
+class _PerObjectiveMoments(MultiObjectiveOptimizer):
+    """Moments kept per objective, combined with λ only in the update (§3.2).
 
-
-def _adam_direction(states, grads, suffix, beta1, beta2, eps):
-    r"""Adam's :math:`\hat m / (\sqrt{\hat v} + ε)` per tensor (Reiners eqs. 13–14).
-
-    Updates the first and second moments ``exp_avg{suffix}`` and
-    ``exp_avg_sq{suffix}`` of ``states`` in place, as :class:`torch.optim.Adam`
-    does (same operations, same bias correction).
+    The update is a sum over the objectives, so each objective j moves the
+    weights by its own rule with the rate scaled by its weight (1 − λ or λ):
+    subclasses implement :meth:`_objective_step` for one objective.
     """
-    m = [s["exp_avg" + suffix] for s in states]
-    v = [s["exp_avg_sq" + suffix] for s in states]
-    torch._foreach_lerp_(m, grads, 1 - beta1)
-    torch._foreach_mul_(v, beta2)
-    torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
-    denom = torch._foreach_sqrt(v)
-    torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** s["step"]) for s in states])
-    torch._foreach_add_(denom, eps)
-    direction = torch._foreach_div(m, denom)
-    torch._foreach_div_(direction, [1 - beta1 ** s["step"] for s in states])
-    return direction
+
+    def _update(self, group, params, omega, lam):
+        self._objective_step(group, params, [p.grad for p in params], "", 1 - lam)
+        reg = [p for p in params if id(p) in omega]
+        if reg:
+            self._objective_step(group, reg, [omega[id(p)] for p in reg], "_omega", lam)
+
+    def _objective_step(self, group, params, grads, suffix, weight):
+        """``w -= lr · weight · direction_j``, updating objective j's moments."""
+        raise NotImplementedError
 
 
-def _rmsprop_direction(states, grads, suffix, alpha, eps):
-    r"""RMSProp's :math:`g / (\sqrt{\mathrm{mov}(g^2)} + ε)` per tensor (Reiners eqs. 11–12).
-
-    Updates the moving average ``square_avg{suffix}`` in place, as
-    :class:`torch.optim.RMSprop` does.
-    """
-    v = [s["square_avg" + suffix] for s in states]
-    torch._foreach_mul_(v, alpha)
-    torch._foreach_addcmul_(v, grads, grads, 1 - alpha)
-    denom = torch._foreach_sqrt(v)
-    torch._foreach_add_(denom, eps)
-    return torch._foreach_div(grads, denom)
-
-
-class MAdam(MultiObjectiveOptimizer):
+class MAdam(_PerObjectiveMoments):
     r"""Multi-objective Adam (Reiners §3.2).
 
     Keeps Adam's moments (eq. 13) *separately* for each objective j — for
@@ -291,8 +259,10 @@ class MAdam(MultiObjectiveOptimizer):
         w^{k+1} = w^k - t_k \left((1 - λ^k) \frac{\hat m_1^k}{\sqrt{\hat v_1^k} + ε}
                   + λ^k \frac{\hat m_2^k}{\sqrt{\hat v_2^k} + ε}\right).
 
-    With λ held at 0 it takes exactly the steps of :class:`torch.optim.Adam`
-    on the loss alone.
+    Each objective's term is one call of torch's Adam kernel (fused on CPU
+    and CUDA) with the rate :math:`t_k (1 - λ^k)` or :math:`t_k λ^k`, so with
+    λ held at 0 it takes exactly the steps of :class:`torch.optim.Adam` on the
+    loss alone.
 
     Parameters
     ----------
@@ -307,17 +277,19 @@ class MAdam(MultiObjectiveOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, lam=None):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps}, lam=lam)
 
-    def _update(self, group, params, omega, lam):
-        (beta1, beta2), eps = group["betas"], group["eps"]
-        states = _moment_state(self, params, omega, ("exp_avg", "exp_avg_sq"))
-        d1 = _adam_direction(states, [p.grad for p in params], "", beta1, beta2, eps)
-        reg = _split(params, omega, states)
-        g2 = [omega[id(p)] for p in params if id(p) in omega]
-        d2 = _adam_direction(reg, g2, "_omega", beta1, beta2, eps) if reg else []
-        _combine_(params, omega, d1, d2, lam, group["lr"])
+    def _objective_step(self, group, params, grads, suffix, weight):
+        # The fused kernel takes the rate as a tensor: λ needs no host sync.
+        fused = params[0].device.type in ("cpu", "cuda")
+        keys = ("exp_avg", "exp_avg_sq")
+        states = _objective_state(self, params, suffix, keys, "param" if fused else "cpu")
+        m, v, steps = ([s[key + suffix] for s in states] for key in (*keys, "step"))
+        beta1, beta2 = group["betas"]
+        adam(params, grads, m, v, [], steps, fused=fused, foreach=False, amsgrad=False,
+             beta1=beta1, beta2=beta2, lr=group["lr"] * weight, weight_decay=0.0,
+             eps=group["eps"], maximize=False)  # fmt: skip
 
 
-class MRMSProp(MultiObjectiveOptimizer):
+class MRMSProp(_PerObjectiveMoments):
     r"""Multi-objective RMSProp (Reiners §3.2).
 
     Keeps the moving average of the squared gradient (eq. 11) separately for
@@ -329,7 +301,7 @@ class MRMSProp(MultiObjectiveOptimizer):
         w^{k+1} = w^k - t_k \left((1 - λ^k) \frac{g_1^k}{\sqrt{\mathrm{mov}_1^k} + ε}
                   + λ^k \frac{g_2^k}{\sqrt{\mathrm{mov}_2^k} + ε}\right).
 
-    With λ held at 0 it takes exactly the steps of :class:`torch.optim.RMSprop`.
+    With λ held at 0 it takes the steps of :class:`torch.optim.RMSprop`.
 
     Parameters
     ----------
@@ -345,14 +317,16 @@ class MRMSProp(MultiObjectiveOptimizer):
     def __init__(self, params, lr=1e-3, alpha=0.99, eps=1e-8, lam=None):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps}, lam=lam)
 
-    def _update(self, group, params, omega, lam):
-        alpha, eps = group["alpha"], group["eps"]
-        states = _moment_state(self, params, omega, ("square_avg",))
-        d1 = _rmsprop_direction(states, [p.grad for p in params], "", alpha, eps)
-        reg = _split(params, omega, states)
-        g2 = [omega[id(p)] for p in params if id(p) in omega]
-        d2 = _rmsprop_direction(reg, g2, "_omega", alpha, eps) if reg else []
-        _combine_(params, omega, d1, d2, lam, group["lr"])
+    def _objective_step(self, group, params, grads, suffix, weight):
+        alpha = group["alpha"]
+        states = _objective_state(self, params, suffix, ["square_avg"])
+        v = [s["square_avg" + suffix] for s in states]
+        torch._foreach_mul_(v, alpha)
+        torch._foreach_addcmul_(v, grads, grads, 1 - alpha)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, group["eps"])
+        # λ stays a tensor (no host sync): it is folded into the scaled gradient.
+        torch._foreach_addcdiv_(params, torch._foreach_mul(grads, -group["lr"] * weight), denom)
 
 
 def lambda_history(optimizer):
