@@ -73,12 +73,21 @@ print(
 )
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-ax1.semilogy(np.maximum(madam.lambda_history_, 1e-9), lw=0.6, label="MAdam λ* per step")
+lambdas_madam = madam.lambda_history_
+per_epoch = len(lambdas_madam) // len(madam.history_)
+ax1.plot(lambdas_madam, lw=0.4, alpha=0.5, label="MAdam λ* per step")
+ax1.plot(
+    np.arange(per_epoch - 1, len(lambdas_madam)),
+    np.convolve(lambdas_madam, np.ones(per_epoch) / per_epoch, mode="valid"),
+    label="mean over an epoch",
+)
 ax1.axhline(knee_lam, ls="--", c="k", label="knee λ of ℓ1-Adam")
 ax1.set(xlabel="optimiser step", ylabel="λ", title="λ (cf. Reiners Fig. 8)")
-ax1.legend()
-ax2.plot(madam.history_[:, "valid_acc"], label=f"MAdam (density {madam.density_:.2f})")
+ax1.legend(loc="center right")
+epochs = madam.history_[:, "epoch"]
+ax2.plot(epochs, madam.history_[:, "valid_acc"], label=f"MAdam (density {madam.density_:.2f})")
 ax2.plot(
+    epochs,
     knee_clf.history_[:, "valid_acc"],
     ls="--",
     c="k",

@@ -195,3 +195,13 @@ def test_estimator_unknown_optimizer_raises(blobs):
     X, y = blobs
     with pytest.raises(InvalidParameterError, match=r"'optimizer' parameter.*'madam'"):
         SparseNetClassifier(optimizer="mgd").fit(X, y)
+
+
+@pytest.mark.parametrize("pruning", ["batch", "epoch", "after", None])
+def test_estimator_multiobjective_with_pruning_modes(blobs, pruning):
+    X, y = blobs
+    clf = SparseNetClassifier(
+        optimizer="madam", pruning=pruning, threshold=0.05, max_epochs=3, random_state=0
+    ).fit(X, y)
+    assert len(clf.lambda_history_) == 3 * int(np.ceil(len(X) / 32))
+    assert clf.density_ < 1 if pruning else clf.density_ == 1

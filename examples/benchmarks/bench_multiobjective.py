@@ -144,7 +144,8 @@ def print_knee(rows, knee, madam, epochs):
     print(
         f"MAdam λ* per step: mean {lambdas.mean():.2e}, median {np.median(lambdas):.2e}, "
         f"max {lambdas.max():.2e}, last-epoch mean {last.mean():.2e}; "
-        f"{np.mean(lambdas < knee_lam):.1%} of {len(lambdas)} steps below the knee λ={knee_lam:.0e}"
+        f"{np.mean(lambdas < knee_lam):.1%} of {len(lambdas)} steps below the knee "
+        f"λ={knee_lam:.0e}, {np.mean(lambdas == 0):.1%} at λ*=0"
     )
     denser = madam.density_ / rows[knee][1].density_
     print(f"MAdam density / knee density = {denser:.2f}")
@@ -158,8 +159,11 @@ def plot(rows, knee, madam, path):
 
     knee_lam, knee_clf = rows[knee]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
-    steps = np.arange(1, len(madam.lambda_history_) + 1)
-    ax1.semilogy(steps, np.maximum(madam.lambda_history_, 1e-9), lw=0.5, label="MAdam λ*")
+    lambdas = madam.lambda_history_
+    per_epoch = len(lambdas) // len(madam.history_)
+    smooth = np.convolve(lambdas, np.ones(per_epoch) / per_epoch, mode="valid")
+    ax1.plot(lambdas, lw=0.3, alpha=0.4, label="MAdam λ* per step")
+    ax1.plot(np.arange(per_epoch - 1, len(lambdas)), smooth, label="MAdam λ*, mean over an epoch")
     ax1.axhline(knee_lam, ls="--", c="k", label=f"knee λ of ℓ1-Adam ({knee_lam:.0e})")
     ax1.set(xlabel="optimiser step", ylabel="λ", title="λ per step (cf. Reiners Fig. 8)")
     ax1.legend(fontsize=8)
