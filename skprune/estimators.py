@@ -338,7 +338,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
             *([("regularizer", regularizer)] if hasattr(regularizer, "on_batch_end") else []),
             *((f"pruning_{i}", cb) for i, cb in enumerate(make_pruning_callbacks(self))),
             *(("lr_schedule", cb) for cb in make_lr_schedule(self)),
-            *([("lambda", LambdaHistory())] if getattr(optimizer, "multiobjective", 0) else []),
+            *([("lambda", LambdaHistory())] if getattr(optimizer, "multiobjective", False) else []),
             ("sparsity", SparsityHistory()),
             *((f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])),
             ("print_log", PrintLog(keys_ignored=["layer_density", "n_nonzero"])),

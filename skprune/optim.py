@@ -78,9 +78,14 @@ def min_norm_weight(g1, g2):
     >>> min_norm_weight([1.0, 0.0], [-1.0, 0.0])  # opposed: the zero vector
     0.5
     """
-    g1 = torch.as_tensor(np.asarray(g1, dtype=np.float64)).reshape(-1)
-    g2 = torch.as_tensor(np.asarray(g2, dtype=np.float64)).reshape(-1)
+    g1, g2 = _flat64(g1), _flat64(g2)
     return float(_min_norm_from_dots(g1 @ g1, g1 @ g2, g2 @ g2))
+
+
+def _flat64(g):
+    if isinstance(g, torch.Tensor):
+        return g.detach().reshape(-1).double()
+    return torch.as_tensor(np.asarray(g, dtype=np.float64)).reshape(-1)
 
 
 class MultiObjectiveOptimizer(torch.optim.Optimizer):
@@ -246,6 +251,11 @@ class _PerObjectiveMoments(MultiObjectiveOptimizer):
         raise NotImplementedError
 
 
+def _has_fused_adam(device):
+    """Whether torch's fused Adam kernel runs on ``device``."""
+    return device.type in ("cpu", "cuda")
+
+
 class MAdam(_PerObjectiveMoments):
     r"""Multi-objective Adam (Reiners §3.2).
 
@@ -279,7 +289,7 @@ class MAdam(_PerObjectiveMoments):
 
     def _objective_step(self, group, params, grads, suffix, weight):
         # The fused kernel takes the rate as a tensor: λ needs no host sync.
-        fused = params[0].device.type in ("cpu", "cuda")
+        fused = _has_fused_adam(params[0].device)
         keys = ("exp_avg", "exp_avg_sq")
         states = _objective_state(self, params, suffix, keys, "param" if fused else "cpu")
         m, v, steps = ([s[key + suffix] for s in states] for key in (*keys, "step"))

@@ -205,3 +205,18 @@ def test_estimator_multiobjective_with_pruning_modes(blobs, pruning):
     ).fit(X, y)
     assert len(clf.lambda_history_) == 3 * int(np.ceil(len(X) / 32))
     assert clf.density_ < 1 if pruning else clf.density_ == 1
+
+
+def test_madam_unfused_path_matches_fused(monkeypatch):
+    def run():
+        model = _model()
+        optimizer = MAdam(model.parameters(), lr=1e-2)
+        optimizer.set_objective(L1(), [model[0].weight, model[2].weight])
+        return _train(model, optimizer), optimizer.lambda_history
+
+    fused, fused_lambdas = run()
+    monkeypatch.setattr("skprune.optim._has_fused_adam", lambda device: False)
+    unfused, unfused_lambdas = run()
+    for a, b in zip(fused, unfused):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.stack(fused_lambdas), torch.stack(unfused_lambdas))
