@@ -1,4 +1,6 @@
-"""Multi-objective optimisers on LeNet-5 / MNIST-10k: cost per epoch and λ against the knee.
+"""
+Multi-objective optimisers on LeNet-5 / MNIST-10k: cost per epoch and λ against the knee
+========================================================================================
 
 Two measurements (Reiners et al. §6.3.1, Fig. 7–8):
 
@@ -179,7 +181,7 @@ def plot(rows, knee, madam, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the knee comparison")
     parser.add_argument("--time-epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="0 skips the cost measurement")
