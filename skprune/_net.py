@@ -113,10 +113,23 @@ class SparseNet(NeuralNetClassifier):
             reg is not None and self.lam > 0 and weights and getattr(reg, "in_loss", True)
         )
         self._analytic = self._penalized and has_analytic_grad(reg, weights)
+        if getattr(self.optimizer_, "multiobjective", False):
+            self._hand_objective_to_optimizer(reg, weights)
         self._generator = torch.Generator()
         if self.seed is not None:
             self._generator.manual_seed(self.seed)
         self.reset_ce()
+
+    def _hand_objective_to_optimizer(self, reg, weights):
+        """Multi-objective optimisers (Reiners §3.2) get E as the loss and Ω apart."""
+        if reg is None or not weights or not getattr(reg, "in_loss", True):
+            raise ValueError(
+                f"The multi-objective optimizer {type(self.optimizer_).__name__} needs a "
+                "regularizer that enters the loss and regularised weights to act on; got "
+                f"regularizer={reg!r} on {len(weights)} weight tensor(s)."
+            )
+        self._penalized = self._analytic = False
+        self.optimizer_.set_objective(reg, weights)
 
     def reset_ce(self):
         """Start a new running mean of the training cross-entropy E."""

@@ -22,9 +22,10 @@ from ._net import SparseNet, SparsityHistory
 from ._validation import resolve_device
 from .metrics import count_nonzero, layer_density
 from .models import BUILTIN_MODULES
-from .optim import OPTIMIZERS, make_optimizer
+from .optim import OPTIMIZERS, LambdaHistory, lambda_history, make_optimizer
 from .pruning import PRUNERS, make_pruning_callbacks
 from .regularizers import REGULARIZERS, make_regularizer
+from .schedules import LR_SCHEDULES, make_lr_schedule
 
 __all__ = ["SparseNetClassifier"]
 
@@ -77,10 +78,22 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
     patience : int >= 1, default=5
         LOBSTER's PWE: epochs without improvement of the validation loss that
         end a learning stage.
-    optimizer : {"sgd", "adam", "rmsprop"} or torch optimizer class, default="adam"
-        Its options pass as ``optimizer__name=value`` (e.g. ``optimizer__momentum``).
+    optimizer : str or torch optimizer class, default="adam"
+        ``"sgd"``, ``"adam"``, ``"rmsprop"``, ``"smgd"``, ``"madam"`` or
+        ``"mrmsprop"``, or a :class:`torch.optim.Optimizer` subclass. Its options
+        pass as ``optimizer__name=value`` (e.g. ``optimizer__momentum``).
+        ``"smgd"``, ``"madam"`` and ``"mrmsprop"`` are the multi-objective
+        optimisers of Reiners §3.2 (:mod:`skprune.optim`): they ignore ``lam``
+        and pick at every step the λ of the steepest common descent direction
+        of E and Ω (eq. 15), recorded in ``lambda_history_``.
     lr : float > 0, default=1e-3
-        Learning rate.
+        Learning rate (the starting rate under ``lr_schedule``).
+    lr_schedule : {"sigmoid"} or None, default=None
+        ``"sigmoid"``: the rate falls smoothly from ``lr`` to ``lr_final``,
+        dropping around 75 % of ``max_epochs`` (Reiners §6.1); the rate of
+        each epoch is recorded in ``history_`` as ``lr``.
+    lr_final : float > 0 or None, default=None
+        The final rate of ``lr_schedule``, at most ``lr``; None means ``lr / 10``.
     batch_size : int >= 1, default=32
     max_epochs : int >= 1, default=30
     validation_fraction : float in [0, 1), default=0.0
@@ -117,7 +130,8 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
     history_ : skorch.History
         Per epoch: ``train_loss`` (the weighted sum), ``ce`` (E), ``penalty``
         (Ω), ``density``, ``n_nonzero``, ``layer_density``, and ``valid_loss``
-        / ``valid_acc`` with a validation split.
+        / ``valid_acc`` with a validation split; ``lr`` with ``lr_schedule``;
+        ``lambda`` (the epoch's mean λ*) with a multi-objective optimizer.
     density_ : float
         Share of non-zero regularised weights, counted on ``net_.module_``.
     sparsity_ : float
@@ -131,6 +145,9 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
     objectives_ : tuple of float
         The biobjective point (E, Ω): the mean training cross-entropy of the
         last epoch and the regulariser of the final weights.
+    lambda_history_ : ndarray of shape (n_steps,)
+        With a multi-objective optimizer only: the λ* chosen at every
+        optimiser step (Reiners Fig. 8).
 
     Examples
     --------
@@ -154,6 +171,8 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(OPTIMIZERS.keys()), type],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions(LR_SCHEDULES.keys()), None],
+        "lr_final": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -178,6 +197,8 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         patience=5,
         optimizer="adam",
         lr=1e-3,
+        lr_schedule=None,
+        lr_final=None,
         batch_size=32,
         max_epochs=30,
         validation_fraction=0.0,
@@ -199,6 +220,8 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.optimizer = optimizer
         self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.lr_final = lr_final
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.validation_fraction = validation_fraction
@@ -266,6 +289,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
             self.net_.partial_fit(*train)
         self.history_ = self.net_.history
         self._record_sparsity()
+        self._record_lambda_history()
         return self
 
     def _validate_fit_data(self, X, y):
@@ -313,6 +337,8 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         callbacks = [
             *([("regularizer", regularizer)] if hasattr(regularizer, "on_batch_end") else []),
             *((f"pruning_{i}", cb) for i, cb in enumerate(make_pruning_callbacks(self))),
+            *(("lr_schedule", cb) for cb in make_lr_schedule(self)),
+            *([("lambda", LambdaHistory())] if getattr(optimizer, "multiobjective", False) else []),
             ("sparsity", SparsityHistory()),
             *((f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])),
             ("print_log", PrintLog(keys_ignored=["layer_density", "n_nonzero"])),
@@ -384,6 +410,13 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=4,
             )
+
+    def _record_lambda_history(self):
+        lambdas = lambda_history(self.net_.optimizer_)
+        if lambdas is not None:
+            self.lambda_history_ = lambdas
+        elif hasattr(self, "lambda_history_"):
+            del self.lambda_history_
 
     # -- prediction ----------------------------------------------------------
 

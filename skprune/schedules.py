@@ -1,0 +1,111 @@
+"""Learning-rate schedules by name: the sigmoid schedule of Reiners §6.1.
+
+A schedule is a skorch callback that sets the optimiser's rate at the start of
+every epoch and records it in ``net.history`` as ``lr``; :data:`LR_SCHEDULES`
+maps the names ``lr_schedule`` accepts to factories of such callbacks.
+"""
+
+import math
+
+from skorch.callbacks import Callback
+
+__all__ = ["sigmoid_lr", "SigmoidLR", "LR_SCHEDULES", "resolve_lr_final", "make_lr_schedule"]
+
+
+def sigmoid_lr(epoch, max_epochs, lr_start, lr_end):
+    r"""The learning rate of epoch κ under the sigmoid schedule (Reiners §6.1).
+
+    .. math::
+
+        t(κ) = t_{\mathrm{start}} - (t_{\mathrm{start}} - t_{\mathrm{end}})\,
+               σ\!\left(\frac{κ - 0.75\,κ_{\max}}{0.075\,κ_{\max}}\right),
+        \qquad σ(x) = \frac{e^x}{e^x + 1},
+
+    a smooth decrease from ``lr_start`` to ``lr_end`` with the drop centred at
+    75 % of the epochs.
+
+    Parameters
+    ----------
+    epoch : int or float
+        κ, counted from 1 as in the paper.
+    max_epochs : int
+        :math:`κ_{\max}`.
+    lr_start, lr_end : float
+        :math:`t_{\mathrm{start}}` and :math:`t_{\mathrm{end}}`.
+
+    Returns
+    -------
+    lr : float
+
+    Examples
+    --------
+    >>> round(sigmoid_lr(1, 30, 1e-3, 1e-4), 6)
+    0.001
+    >>> round(sigmoid_lr(22.5, 30, 1e-3, 1e-4), 7)  # the middle of the drop
+    0.00055
+    >>> round(sigmoid_lr(30, 30, 1e-3, 1e-4), 7)
+    0.000131
+    """
+    x = (epoch - 0.75 * max_epochs) / (0.075 * max_epochs)
+    # σ(x) written so that exp never overflows.
+    sigma = 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+    return lr_start - (lr_start - lr_end) * sigma
+
+
+class SigmoidLR(Callback):
+    """Sets the rate of each epoch to :func:`sigmoid_lr` and records it as ``lr``.
+
+    Works with any optimiser: it writes ``lr`` into every parameter group at
+    the start of each epoch. κ is the epoch number of ``net.history`` (from 1)
+    and :math:`κ_{\\max}` is ``net.max_epochs``.
+
+    Parameters
+    ----------
+    lr_start, lr_end : float
+    """
+
+    def __init__(self, lr_start, lr_end):
+        self.lr_start = lr_start
+        self.lr_end = lr_end
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history)
+        lr = sigmoid_lr(epoch, net.max_epochs, self.lr_start, self.lr_end)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+        net.history.record("lr", lr)
+
+
+def resolve_lr_final(estimator):
+    """The final rate of a schedule: ``lr_final``, or ``lr / 10`` when None.
+
+    Raises
+    ------
+    ValueError
+        If ``lr_final`` is above ``lr`` (a schedule here only decreases).
+    """
+    lr_final = getattr(estimator, "lr_final", None)
+    if lr_final is None:
+        return estimator.lr / 10
+    if lr_final > estimator.lr:
+        raise ValueError(
+            f"The 'lr_final' parameter of {type(estimator).__name__} must not exceed "
+            f"lr={estimator.lr!r} (the schedule decreases the rate). Got {lr_final!r} instead."
+        )
+    return lr_final
+
+
+def _sigmoid(estimator):
+    return SigmoidLR(estimator.lr, resolve_lr_final(estimator))
+
+
+#: name -> factory(estimator) -> skorch callback setting the rate every epoch
+LR_SCHEDULES = {"sigmoid": _sigmoid}
+
+
+def make_lr_schedule(estimator):
+    """The callbacks that ``estimator.lr_schedule`` names (none for ``None``)."""
+    resolve_lr_final(estimator)
+    if estimator.lr_schedule is None:
+        return []
+    return [LR_SCHEDULES[estimator.lr_schedule](estimator)]
