@@ -25,7 +25,8 @@ test: setup
 bench: setup
 	SCIPY_ARRAY_API=1 $(PY) -m pytest -q -m slow --override-ini="addopts=" -ra
 	$(PY) examples/benchmarks/bench_overhead.py
-	$(PY) examples/benchmarks/reproduce_reiners_table2.py
+	$(PY) examples/benchmarks/reproduce_reiners_table2.py --out docs/reproductions/reiners_table2.rst
+	$(PY) examples/benchmarks/bench_multiobjective.py --plot docs/_static/multiobjective_mnist.png
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
