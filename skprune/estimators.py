@@ -281,7 +281,10 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        train, valid = self._split(X, y, seed)
+        # Moved to the device once: batches are then slices there, not copies.
+        train, valid = (
+            part and tuple(t.to(device) for t in part) for part in self._split(X, y, seed)
+        )
         with torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(seed)
             self.net_ = self._build_net(device, len(self.classes_), seed, valid).initialize()
