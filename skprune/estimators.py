@@ -52,17 +52,24 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1"}, object or None, default="l1"
-        Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4). An object following the
-        protocol of :mod:`skprune.regularizers` also works; its parameters
-        pass as ``regularizer__name=value``.
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster"}, object or None, default="l1"
+        Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
+        smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
+        (eq. 15), ``"lobster"`` LOBSTER's sensitivity shrinkage (eq. 4). An
+        object following the protocol of :mod:`skprune.regularizers` also
+        works; its parameters pass as ``regularizer__name=value``.
     lam : float in [0, 1), default=1e-4
         λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
         so λ means what it means in the paper.
-    pruning : {"batch", "epoch", "after"} or None, default="batch"
+    pruning : {"batch", "epoch", "after", "global", "layerwise", "random", \
+            "lobster"} or None, default="batch"
         Soft threshold pruning with ``threshold`` after every batch, after
         every epoch, or once after training (Reiners §4); every mode also
         prunes once before training and once after the last step.
+        ``"global"``, ``"layerwise"``, ``"random"``: after ``max_epochs``,
+        prune to ``target_density`` and fine-tune ``finetune_epochs`` more
+        (Oliveira §4.1). ``"lobster"``: LOBSTER's learning and pruning stages
+        (§4), with ``patience`` and ``loss_tolerance``.
     threshold : float >= 0, default=1e-3
         τ: weights with ``|w| <= τ`` are set to zero when pruning.
     target_density : float in (0, 1], dict or None, default=None
@@ -337,9 +344,10 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         module, module_kwargs = self._resolve_module(n_classes)
         optimizer, optimizer_kwargs = make_optimizer(self, torch.device(device))
         regularizer = make_regularizer(self)
+        pruning = make_pruning_callbacks(self)
         callbacks = [
             *([("regularizer", regularizer)] if hasattr(regularizer, "on_batch_end") else []),
-            *((f"pruning_{i}", cb) for i, cb in enumerate(make_pruning_callbacks(self))),
+            *((f"pruning_{i}", cb) for i, cb in enumerate(pruning)),
             *(("lr_schedule", cb) for cb in make_lr_schedule(self)),
             *([("lambda", LambdaHistory())] if getattr(optimizer, "multiobjective", False) else []),
             ("sparsity", SparsityHistory()),
@@ -351,7 +359,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
             criterion=nn.CrossEntropyLoss,
             optimizer=optimizer,
             lr=self.lr,
-            max_epochs=self.max_epochs,
+            max_epochs=self.max_epochs + sum(getattr(cb, "extra_epochs", 0) for cb in pruning),
             batch_size=self.batch_size,
             train_split=predefined_split(Dataset(*valid)) if valid else None,
             callbacks=callbacks,

@@ -73,11 +73,55 @@ def _threshold(when):
     return factory
 
 
-#: name -> factory(estimator) -> list of skorch callbacks
+def _magnitude(method):
+    def factory(estimator):
+        from .magnitude import MagnitudePruning
+
+        density = estimator.target_density
+        if density is None:
+            raise ValueError(
+                f"pruning={method!r} prunes to the 'target_density' parameter, which is "
+                "None; set target_density to a float in (0, 1] (e.g. 0.05)."
+            )
+        if method == "global" and isinstance(density, dict):
+            raise ValueError(
+                "pruning='global' needs one float 'target_density' for the whole network; "
+                f"got the per-layer dict {density!r}. Use pruning='layerwise' for per-layer levels."
+            )
+        return [
+            MagnitudePruning(
+                method,
+                density,
+                prune_after=estimator.max_epochs,
+                finetune_epochs=estimator.finetune_epochs,
+            )
+        ]
+
+    return factory
+
+
+def _lobster(estimator):
+    from .lobster import LobsterPruning
+
+    if not estimator.validation_fraction:
+        raise ValueError(
+            "pruning='lobster' evaluates the validation loss every epoch, but the "
+            "'validation_fraction' parameter is 0; set it > 0 (e.g. 0.1)."
+        )
+    return [LobsterPruning(estimator.patience, estimator.loss_tolerance)]
+
+
+#: name -> factory(estimator) -> list of skorch callbacks. A callback with an
+#: ``extra_epochs`` attribute makes the estimator train that many epochs more
+#: than ``max_epochs`` (fine-tuning after magnitude pruning).
 PRUNERS = {
     "batch": _threshold("batch"),
     "epoch": _threshold("epoch"),
     "after": _threshold("after"),
+    "global": _magnitude("global"),
+    "layerwise": _magnitude("layerwise"),
+    "random": _magnitude("random"),
+    "lobster": _lobster,
 }
 
 
