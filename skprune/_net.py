@@ -99,6 +99,14 @@ class SparseNet(NeuralNetClassifier):
         self.regularized_named_ = regularized_layers(self.module_, self.regularized_layers)
         return self
 
+    def __setstate__(self, state):
+        # skorch pickles ``module_`` apart from the other attributes (as bytes,
+        # for CUDA), so the layers in ``regularized_named_`` would come back as
+        # copies detached from ``module_``: look them up again.
+        super().__setstate__(state)
+        if getattr(self, "initialized_", False) and hasattr(self, "regularized_named_"):
+            self.regularized_named_ = regularized_layers(self.module_, self.regularized_layers)
+
     def named_regularized_weights(self):
         """``(layer name, weight)`` of the regularised layers."""
         return [(name, layer.weight) for name, layer in self.regularized_named_]

@@ -138,7 +138,9 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         Per epoch: ``train_loss`` (the weighted sum), ``ce`` (E), ``penalty``
         (Ω), ``density``, ``n_nonzero``, ``layer_density``, and ``valid_loss``
         / ``valid_acc`` with a validation split; ``lr`` with ``lr_schedule``;
-        ``lambda`` (the epoch's mean λ*) with a multi-objective optimizer.
+        ``lambda`` (the epoch's mean λ*) with a multi-objective optimizer; the
+        pruning modes' events (``event_prune``; ``lobster_threshold``,
+        ``event_lobster_prune``).
     density_ : float
         Share of non-zero regularised weights, counted on ``net_.module_``.
     sparsity_ : float

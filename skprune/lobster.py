@@ -175,6 +175,9 @@ class LobsterPruning(Callback):
     def on_train_begin(self, net, **kwargs):
         self.epochs_ = 0
 
+    def on_train_end(self, net, **kwargs):
+        self.best_state_ = None  # a copy of the network: not kept in the fitted estimator
+
     def on_epoch_begin(self, net, **kwargs):
         if self.done_:
             net.history.pop()  # the row skorch opened for an epoch that will not run

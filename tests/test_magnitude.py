@@ -178,3 +178,20 @@ def test_magnitude_pruning_on_device(method, device, digits):
         pruning=method, target_density=0.2, max_epochs=1, finetune_epochs=1, device=device
     )
     assert clf.fit(X_train, y_train).density_ == pytest.approx(0.2, abs=0.002)
+
+
+@pytest.mark.parametrize("copy_", ["deepcopy", "pickle"])
+def test_copied_net_prunes_its_own_module(copy_, blobs):
+    import copy
+    import pickle
+
+    X, y = blobs
+    clf = SparseNetClassifier(pruning=None, max_epochs=1, random_state=0).fit(X, y)
+    clf = copy.deepcopy(clf) if copy_ == "deepcopy" else pickle.loads(pickle.dumps(clf))
+    apply_masks_(
+        clf.net_.regularized_weights(), global_magnitude_masks(clf.net_.regularized_weights(), 0.1)
+    )
+    assert (
+        torch.count_nonzero(clf.net_.module_.layer1.weight)
+        < clf.net_.module_.layer1.weight.numel() / 2
+    )

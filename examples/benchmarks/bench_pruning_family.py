@@ -10,7 +10,8 @@
 Accuracy on the 2,000 MNIST-10k test images; one CPU thread.
 
 Run: ``python examples/benchmarks/bench_pruning_family.py [--seed 0] [--mnist DIR]
-[--skip-lobster] [--patience 5]``.
+[--skip-magnitude] [--skip-lobster] [--patience 5] [--lobster-epochs 40]
+[--lobster-lam 1e-4]``.
 """
 
 import argparse
@@ -64,23 +65,28 @@ def magnitude_runs(data, seed):
             _row(f"{reg} {pruning} {density:.0%}", clf, acc, s, ref)
 
 
-def lobster_runs(data, seed, patience):
-    dense, ref, s = _fit(data, regularizer=None, pruning=None, random_state=seed, **LOBSTER)
-    _row("sgd dense (40 ep)", dense, ref, s, ref)
+def lobster_runs(data, seed, patience, epochs, lam):
+    params = {**LOBSTER, "max_epochs": epochs}
+    dense, ref, s = _fit(data, regularizer=None, pruning=None, random_state=seed, **params)
+    _row(f"sgd dense ({epochs} ep)", dense, ref, s, ref)
+    params["lam"] = lam
     clf, acc, s = _fit(
         data,
         regularizer="lobster",
         pruning="lobster",
         patience=patience,
         random_state=seed,
-        **LOBSTER,
+        **params,
     )
-    _row(f"lobster (PWE={patience})", clf, acc, s, ref)
-    stages = [
-        (r["epoch"], r.get("lobster_threshold"), r.get("event_lobster_prune")) for r in clf.history_
-    ]
-    stages = [st for st in stages if st[1] is not None]
-    print("  pruning stages (epoch, T, pruned):", stages, "epochs run:", len(clf.history_))
+    _row(f"lobster (PWE={patience}, λ={lam:g})", clf, acc, s, ref)
+    print("  pruning stages (epoch, T, weights pruned, density after):")
+    for row in clf.history_:
+        if "event_lobster_prune" in row:
+            print(
+                f"    {row['epoch']:4d} {row['lobster_threshold']:.4g} "
+                f"{row['event_lobster_prune']:7d} {row['density']:.4f}"
+            )
+    print(f"  epochs run: {len(clf.history_)}")
 
 
 def main(argv=None):
@@ -90,6 +96,8 @@ def main(argv=None):
     parser.add_argument("--skip-magnitude", action="store_true")
     parser.add_argument("--skip-lobster", action="store_true")
     parser.add_argument("--patience", type=int, default=5, help="LOBSTER's PWE")
+    parser.add_argument("--lobster-epochs", type=int, default=40)
+    parser.add_argument("--lobster-lam", type=float, default=1e-4)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     X_train, X_test, y_train, y_test = mnist_10k_split(args.mnist, flat=True)
@@ -101,7 +109,7 @@ def main(argv=None):
     if not args.skip_magnitude:
         magnitude_runs(data, args.seed)
     if not args.skip_lobster:
-        lobster_runs(data, args.seed, args.patience)
+        lobster_runs(data, args.seed, args.patience, args.lobster_epochs, args.lobster_lam)
 
 
 if __name__ == "__main__":
