@@ -152,10 +152,10 @@ class LobsterPruning(Callback):
     -----
     A learning stage starts from the pruned network and its loss. The last
     epoch (``max_epochs``) ends with a pruning stage on N̂ whatever the
-    plateau, so that the returned network is N̂ pruned. Training stops early, before the next epoch,
-    once a pruning stage prunes nothing. History keys, on the epoch of each
-    pruning stage: ``lobster_threshold`` (T) and ``event_lobster_prune`` (the
-    number of weights it pruned).
+    plateau, so that the returned network is N̂ pruned. Training stops early,
+    before the next epoch, once a pruning stage prunes nothing. History keys,
+    on the epoch of each pruning stage: ``lobster_threshold`` (T) and
+    ``event_lobster_prune`` (the number of weights it pruned).
     """
 
     def __init__(self, patience, loss_tolerance, eps=1e-10):
