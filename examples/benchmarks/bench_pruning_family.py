@@ -1,4 +1,6 @@
-"""The regulariser and pruning family on LeNet-300-100, MNIST-10k (issue #3's figures).
+"""
+The regulariser and pruning family on LeNet-300-100, MNIST-10k (issue #3's figures)
+===================================================================================
 
 * Adam (lr 1e-3, batch 32), 15 epochs, λ = 1e-5: each of ℓ1, ℓ2, ℓ0, ℓ2+ℓ0
   with global pruning to 5 % (+3 fine-tuning epochs), layerwise pruning to
@@ -90,7 +92,7 @@ def lobster_runs(data, seed, patience, epochs, lam):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mnist", default=None, help="folder of the MNIST-10k files")
     parser.add_argument("--skip-magnitude", action="store_true")

@@ -1,4 +1,6 @@
-"""Accuracy against compression for ℓ1 / ℓ2 / ℓ0 / ℓ2+ℓ0 / LOBSTER × global / layerwise / random.
+"""
+Accuracy against compression for ℓ1 / ℓ2 / ℓ0 / ℓ2+ℓ0 / LOBSTER × global / layerwise / random
+=============================================================================================
 
 The analogue of de Resende Oliveira et al. Fig. 2 (no fine-tuning) and Fig. 3
 (with fine-tuning) on LeNet-300-100 and MNIST-10k. Each regulariser trains
@@ -124,7 +126,7 @@ def plot(rows, levels, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 epochs, 4 compression levels")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune", type=int, default=1, help="fine-tuning epochs per level")
