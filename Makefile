@@ -27,6 +27,8 @@ bench: setup
 	$(PY) examples/benchmarks/bench_overhead.py
 	$(PY) examples/benchmarks/reproduce_reiners_table2.py --out docs/reproductions/reiners_table2.rst
 	$(PY) examples/benchmarks/bench_multiobjective.py --plot docs/_static/multiobjective_mnist.png
+	$(PY) examples/benchmarks/bench_pruning_family.py
+	$(PY) examples/benchmarks/compare_regularizers.py --plot docs/_static/compare_regularizers.png
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
