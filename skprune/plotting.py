@@ -49,9 +49,10 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
     lam = np.asarray(search.cv_results_[f"param_{search.param_name}"], dtype=float)
     dominated = ~search.cv_results_["pareto_optimal"]
     front, knee = search.pareto_front_, search.knee_
-    ax.scatter(
-        points[dominated, 1], points[dominated, 0], marker="x", color="0.6", label="dominated"
-    )
+    if dominated.any():
+        ax.scatter(
+            points[dominated, 1], points[dominated, 0], marker="x", color="0.6", label="dominated"
+        )
     ax.plot(front[:, 1], front[:, 0], "o-", color="tab:blue", label="Pareto front")
     ax.plot(
         knee[search.complexity],
@@ -71,7 +72,12 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
                 fontsize=8,
             )
     if logy and np.all(points[np.isfinite(points[:, 0]), 0] > 0):
+        from matplotlib.ticker import FormatStrFormatter
+
         ax.set_yscale("log")
+        # Plain numbers rather than powers of ten: the losses span one decade or two.
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
     complexity = "density (share of non-zero weights)" if search.complexity == "density" else "Ω"
     ax.set_xlabel(complexity)
     ax.set_ylabel(_LOSS_LABELS.get(search.scoring, f"loss (-{search.scoring})"))

@@ -117,6 +117,8 @@ class ParetoSearchCV(BaseSearchCV):
     error_score : "raise" or float, default=np.nan
         As in :class:`~sklearn.model_selection.GridSearchCV`; failed fits
         leave their λ off the front.
+    return_train_score : bool, default=False
+        Also score every fit on its training part (``train_score``, ...).
 
     Attributes
     ----------
@@ -165,7 +167,7 @@ class ParetoSearchCV(BaseSearchCV):
         **{
             k: v
             for k, v in BaseSearchCV._parameter_constraints.items()
-            if k not in ("scoring", "refit", "return_train_score")
+            if k not in ("scoring", "refit")
         },
         "estimator": [HasMethods(["fit", "get_params"])],
         "param_name": [str],
@@ -203,6 +205,7 @@ class ParetoSearchCV(BaseSearchCV):
         verbose=0,
         pre_dispatch="2*n_jobs",
         error_score=np.nan,
+        return_train_score=False,
     ):
         super().__init__(
             estimator,
@@ -213,7 +216,7 @@ class ParetoSearchCV(BaseSearchCV):
             verbose=verbose,
             pre_dispatch=pre_dispatch,
             error_score=error_score,
-            return_train_score=False,
+            return_train_score=return_train_score,
         )
         self.param_name = param_name
         self.strategy = strategy
