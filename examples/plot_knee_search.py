@@ -39,8 +39,10 @@ with warnings.catch_warnings():
 
 knee = search.knee_
 print(f"knee at lambda={knee['lam']:.2g}: cv density {knee['density']:.2f}")
-print(f"refit: test accuracy {search.score(X_test, y_test):.3f}, "
-      f"density {search.best_estimator_.density_:.3f}")
+print(
+    f"refit: test accuracy {search.score(X_test, y_test):.3f}, "
+    f"density {search.best_estimator_.density_:.3f}"
+)
 
 # %%
 # Every λ tried, the front and its knee. The collapsed network (density 0)

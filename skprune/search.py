@@ -1,6 +1,9 @@
 """``ParetoSearchCV``: cross-validated knee search over the trade-off weight λ."""
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
@@ -14,6 +17,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._candidate import CandidateFit, sparse_step
+from ._warm_start import WarmStart, nearest_lambda
 from .pareto import KNEE_RULES, log_grid, pareto_front, propose_bisection, propose_dichotomic
 
 __all__ = ["ParetoSearchCV", "STRATEGIES"]
@@ -91,6 +95,13 @@ class ParetoSearchCV(BaseSearchCV):
         Epochs each candidate trains for (multi-fidelity, Reiners §5); the
         refit at the knee uses the estimator's own ``max_epochs``. None: the
         estimator's own.
+    warm_start : bool, default=False
+        Start each λ after the first round from the final weights of the
+        nearest λ (in log λ) trained in an earlier round on the same fold, as
+        ``LassoCV`` follows its path (:class:`~skprune._warm_start.WarmStart`,
+        through the estimator's ``callbacks``; the weights are kept in
+        ``memory``, or a temporary folder that all workers must see). The
+        refit at the knee starts cold.
     memory : str, path-like or None, default=None
         A folder keeping every finished (λ, fold) fit; a search run again with
         the same folder (after an interruption, or with a larger budget) loads
@@ -177,6 +188,7 @@ class ParetoSearchCV(BaseSearchCV):
         "knee": [StrOptions(set(KNEE_RULES)), callable],
         "complexity": [StrOptions(set(_MINIMISED))],
         "search_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "warm_start": ["boolean"],
         "memory": [str, os.PathLike, None],
         "devices": [list, None],
         "scoring": [str, callable, None],
@@ -195,6 +207,7 @@ class ParetoSearchCV(BaseSearchCV):
         knee="chord",
         complexity="density",
         search_epochs=None,
+        warm_start=False,
         memory=None,
         devices=None,
         cv=None,
@@ -225,6 +238,7 @@ class ParetoSearchCV(BaseSearchCV):
         self.knee = knee
         self.complexity = complexity
         self.search_epochs = search_epochs
+        self.warm_start = warm_start
         self.memory = memory
         self.devices = devices
         self.random_state = random_state
@@ -244,10 +258,12 @@ class ParetoSearchCV(BaseSearchCV):
         # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
         # adds the on-disk cache and is put back as soon as the search ends.
         self.estimator = CandidateFit(estimator, self.memory)
-        try:
-            super().fit(X, y, **params)
-        finally:
-            self.estimator = estimator
+        with _warm_folder(self) as self._warm_folder:
+            try:
+                super().fit(X, y, **params)
+            finally:
+                self.estimator = estimator
+                del self._warm_folder
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
         self._set_front(self.cv_results_)
@@ -256,12 +272,13 @@ class ParetoSearchCV(BaseSearchCV):
     def _check_search_params(self):
         names = self.estimator.get_params()
         owner = type(self.estimator).__name__
-        for param in [self.param_name, *self._extra_keys().values()]:
+        needs = {"param_name": self.param_name, **self._extra_keys()}
+        for option, param in needs.items():
             if param not in names:
                 raise ValueError(
-                    f"The 'param_name' parameter of ParetoSearchCV is {self.param_name!r}, "
-                    f"but {owner} has no parameter {param!r}; its parameters are "
-                    f"{sorted(names)}."
+                    f"The {option!r} parameter of ParetoSearchCV needs the estimator's "
+                    f"parameter {param!r}, but {owner} has no parameter {param!r}; its "
+                    f"parameters are {sorted(names)}."
                 )
         self._interval_or_grid()
         if self.devices is not None and not self.devices:
@@ -273,9 +290,11 @@ class ParetoSearchCV(BaseSearchCV):
         prefix = prefix + "__" if prefix else ""
         keys = {}
         if self.search_epochs is not None:
-            keys["epochs"] = prefix + "max_epochs"
+            keys["search_epochs"] = prefix + "max_epochs"
         if self.devices is not None:
-            keys["device"] = prefix + "device"
+            keys["devices"] = prefix + "device"
+        if self.warm_start:
+            keys["warm_start"] = prefix + "callbacks"
         return keys
 
     def _interval_or_grid(self):
@@ -330,7 +349,7 @@ class ParetoSearchCV(BaseSearchCV):
         rng = check_random_state(self.random_state)
         batch = self._first_lambdas(budget)
         while batch:
-            results = self._evaluate(evaluate_candidates, batch, len(lams), budget)
+            results = self._evaluate(evaluate_candidates, batch, lams, budget)
             lams += batch
             if len(lams) >= budget:
                 break
@@ -360,20 +379,33 @@ class ParetoSearchCV(BaseSearchCV):
         stochastic = rng if self.strategy == "stochastic_dichotomic" else None
         return propose_dichotomic(front, lams, self._interval_or_grid(), stochastic)
 
-    def _evaluate(self, evaluate_candidates, batch, n_done, budget):
-        extra = self._extra_keys()
+    def _evaluate(self, evaluate_candidates, batch, done, budget):
+        """Train ``batch`` (λ values) after ``done`` (those of earlier rounds)."""
+        extra, n_done = self._extra_keys(), len(done)
         candidates = []
         for i, lam in enumerate(batch):
             candidate = {self.param_name: float(lam)}
-            if "epochs" in extra:
-                candidate[extra["epochs"]] = self.search_epochs
-            if "device" in extra:
-                candidate[extra["device"]] = self.devices[(n_done + i) % len(self.devices)]
+            if "search_epochs" in extra:
+                candidate[extra["search_epochs"]] = self.search_epochs
+            if "devices" in extra:
+                candidate[extra["devices"]] = self.devices[(n_done + i) % len(self.devices)]
             candidates.append(candidate)
-        results = evaluate_candidates(candidates)
+        more = self._add_warm_start(candidates, done, extra) if self.warm_start else None
+        results = evaluate_candidates(candidates, more_results=more)
         if self.verbose > 0:
             self._print_progress(results, len(batch), n_done, budget)
         return results
+
+    def _add_warm_start(self, candidates, done, extra):
+        """Give each candidate a WarmStart callback from its nearest earlier λ."""
+        key = extra["warm_start"]
+        own = list(self.estimator.get_params()[key] or [])
+        sources = []
+        for candidate in candidates:
+            source = nearest_lambda(candidate[self.param_name], done)
+            candidate[key] = [*own, WarmStart(self._warm_folder, source)]
+            sources.append(np.nan if source is None else source)
+        return {"warm_start_from": sources}
 
     def _print_progress(self, results, n_new, n_done, budget):
         loss, density, _ = self._objectives(results)
@@ -433,6 +465,8 @@ class ParetoSearchCV(BaseSearchCV):
         results["params"] = [
             {k: v for k, v in p.items() if k not in extra} for p in candidate_params
         ]
+        if self.warm_start:  # the WarmStart callbacks; ``warm_start_from`` says more
+            results.pop(f"param_{self._extra_keys()['warm_start']}")
         on_front = np.zeros(len(candidate_params), dtype=bool)
         on_front[pareto_front(self._points(results))] = True
         results["pareto_optimal"] = on_front
@@ -481,3 +515,18 @@ class ParetoSearchCV(BaseSearchCV):
         """``best_estimator_.score(X, y)`` (accuracy for a classifier)."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.score(X, y)
+
+
+@contextmanager
+def _warm_folder(search):
+    """Where warm-start weights go: ``memory``, or a temporary folder (or None)."""
+    if not search.warm_start:
+        yield None
+    elif search.memory is not None:
+        yield search.memory
+    else:
+        folder = tempfile.mkdtemp(prefix="skprune-warm-")
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

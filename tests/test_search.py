@@ -281,3 +281,50 @@ def test_plot_pareto_without_matplotlib_names_the_extra(monkeypatch, blobs):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"skprune\[plot\]"):
         plot_pareto(object())
+
+
+def test_search_warm_start_starts_from_the_nearest_earlier_lambda(blobs, tmp_path):
+    X, y = blobs
+    search = _search(
+        strategy="bisection",
+        lambdas=(1e-4, 1e-1),
+        budget=6,
+        warm_start=True,
+        memory=tmp_path,
+        search_epochs=1,
+    )
+    _fit(search, X, y)
+    sources = search.cv_results_["warm_start_from"]
+    lam = search.cv_results_["param_lam"]
+    assert np.isnan(sources[:5]).all()  # the first round starts cold
+    first_round = np.asarray(lam[:5], dtype=float)
+    for lam_i, source in zip(lam[5:], sources[5:]):
+        assert source in first_round
+        assert np.argmin(np.abs(np.log(first_round / lam_i))) == list(first_round).index(source)
+    assert len(list(tmp_path.glob("warm-*.pt"))) == 6 * 2
+    assert "param_callbacks" not in search.cv_results_
+    assert search.best_params_ == {"lam": search.knee_["lam"]}
+    assert search.best_estimator_.callbacks is None
+
+
+def test_warm_start_callback_loads_the_neighbours_weights(blobs, tmp_path):
+    from skprune._warm_start import WarmStart
+
+    X, y = blobs
+    first = SparseNetClassifier(
+        lam=1e-3, max_epochs=2, random_state=0, callbacks=[WarmStart(tmp_path)]
+    ).fit(X, y)
+    seen = {}
+
+    class Peek(Callback):
+        def on_train_begin(self, net, **kwargs):
+            seen["w"] = net.module_.state_dict()["layer1.weight"].clone()
+
+    SparseNetClassifier(
+        lam=2e-3,
+        max_epochs=1,
+        random_state=1,
+        callbacks=[WarmStart(tmp_path, source_lam=1e-3), Peek()],
+    ).fit(X, y)
+    final = first.net_.module_.state_dict()["layer1.weight"]
+    assert torch.equal(seen["w"], final)
