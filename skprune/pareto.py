@@ -22,6 +22,7 @@ __all__ = [
     "knee_chord_distance",
     "knee_ideal_point",
     "KNEE_RULES",
+    "find_knee",
     "dichotomic_weight",
     "propose_dichotomic",
     "propose_bisection",
@@ -128,6 +129,52 @@ def knee_ideal_point(front):
 
 #: Knee rules by name: ``rule(front) -> index into front``.
 KNEE_RULES = {"chord": knee_chord_distance, "ideal": knee_ideal_point}
+
+
+def find_knee(points, collapsed=None, rule="chord"):
+    """The front of ``points`` and the row of its knee.
+
+    A collapsed point (a network with every weight zero) stays on the front as
+    its sparse extreme but is left out of the knee rule, unless every front
+    point collapsed.
+
+    Parameters
+    ----------
+    points : array-like of shape (n_points, 2)
+        ``(loss, complexity)`` rows.
+    collapsed : array-like of bool or None, default=None
+        Which rows are collapsed networks.
+    rule : {"chord", "ideal"} or callable, default="chord"
+        A name of :data:`KNEE_RULES`, or ``rule(front) -> index into front``.
+
+    Returns
+    -------
+    front : ndarray of int
+        The rows on the front, by increasing complexity.
+    knee : int
+        The knee's row of ``points``.
+
+    Examples
+    --------
+    >>> pts = [[2.3, 0.0], [0.9, 0.1], [0.2, 0.3], [0.15, 0.7], [0.1, 1.0]]
+    >>> front, knee = find_knee(pts, collapsed=[True, False, False, False, False])
+    >>> front.tolist(), knee
+    ([0, 1, 2, 3, 4], 2)
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    front = pareto_front(points)
+    if front.size == 0:
+        raise ValueError("No finite point: every candidate fit failed; no front to search.")
+    collapsed = np.zeros(len(points), bool) if collapsed is None else np.asarray(collapsed)
+    alive = front[~collapsed[front]]
+    candidates = alive if alive.size else front
+    k = (KNEE_RULES[rule] if isinstance(rule, str) else rule)(points[candidates])
+    if not isinstance(k, (int, np.integer)) or not 0 <= k < len(candidates):
+        raise ValueError(
+            f"The 'knee' callable must return an index into the front of "
+            f"{len(candidates)} points. Got {k!r} instead."
+        )
+    return front, int(candidates[k])
 
 
 def dichotomic_weight(p, q):

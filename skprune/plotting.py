@@ -63,14 +63,7 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
         label=f"knee: λ = {knee['lam']:.3g}",
     )
     if labels:
-        for row in search.pareto_index_:
-            ax.annotate(
-                f"{lam[row]:.2g}",
-                (points[row, 1], points[row, 0]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
-            )
+        _label_lambdas(ax, points[search.pareto_index_], lam[search.pareto_index_])
     if logy and np.all(points[np.isfinite(points[:, 0]), 0] > 0):
         from matplotlib.ticker import FormatStrFormatter
 
@@ -84,3 +77,16 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
     ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def _label_lambdas(ax, points, lam):
+    """λ next to each front point, skipping labels that would overprint the last one."""
+    z = np.column_stack([points[:, 1], np.log(np.maximum(points[:, 0], 1e-12))])
+    span = np.ptp(z, axis=0)
+    span[span == 0] = 1.0
+    last = None
+    for (x, y), zi, value in zip(points[:, ::-1], z, lam):
+        if last is not None and np.all(np.abs(zi - last) < 0.04 * span):
+            continue
+        ax.annotate(f"{value:.2g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        last = zi

@@ -18,7 +18,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._candidate import CandidateFit, sparse_step
 from ._warm_start import WarmStart, nearest_lambda
-from .pareto import KNEE_RULES, log_grid, pareto_front, propose_bisection, propose_dichotomic
+from .pareto import (
+    KNEE_RULES,
+    find_knee,
+    log_grid,
+    pareto_front,
+    propose_bisection,
+    propose_dichotomic,
+)
 
 __all__ = ["ParetoSearchCV", "STRATEGIES"]
 
@@ -32,14 +39,27 @@ _RATE_SCORERS = ("accuracy", "balanced_accuracy")
 _MINIMISED = ("density", "omega")
 
 
-def _density(estimator, X, y=None):
-    """Scorer: the fitted network's share of non-zero regularised weights."""
-    return float(sparse_step(estimator).density_)
+class _AttributeScorer:
+    """Scorer reading a fitted attribute of the network (X, y and weights unused)."""
+
+    def __init__(self, read):
+        self.read = read
+
+    def __call__(self, estimator, X, y=None, sample_weight=None):
+        return float(self.read(sparse_step(estimator)))
+
+    def _accept_sample_weight(self):
+        return True  # a property of the weights: sample weights change nothing
 
 
-def _omega(estimator, X, y=None):
-    """Scorer: Ω of the fitted network's final weights (``objectives_[1]``)."""
-    return float(sparse_step(estimator).objectives_[1])
+def _density(step):
+    """The share of non-zero regularised weights."""
+    return step.density_
+
+
+def _omega(step):
+    """Ω of the final weights (``objectives_[1]``)."""
+    return step.objectives_[1]
 
 
 class ParetoSearchCV(BaseSearchCV):
@@ -98,7 +118,7 @@ class ParetoSearchCV(BaseSearchCV):
     warm_start : bool, default=False
         Start each λ after the first round from the final weights of the
         nearest λ (in log λ) trained in an earlier round on the same fold, as
-        ``LassoCV`` follows its path (:class:`~skprune._warm_start.WarmStart`,
+        ``LassoCV`` follows its path (a ``WarmStart`` callback passed
         through the estimator's ``callbacks``; the weights are kept in
         ``memory``, or a temporary folder that all workers must see). The
         refit at the knee starts cold.
@@ -334,7 +354,7 @@ class ParetoSearchCV(BaseSearchCV):
         scorers = {"score": check_scoring(self.estimator, self.scoring or "neg_log_loss")}
         if self.scoring != "accuracy" and is_classifier(self.estimator):
             scorers["accuracy"] = check_scoring(self.estimator, "accuracy")
-        scorers.update(density=_density, omega=_omega)
+        scorers.update(density=_AttributeScorer(_density), omega=_AttributeScorer(_omega))
         return _MultimetricScorer(scorers=scorers, raise_exc=self.error_score == "raise"), "score"
 
     def _loss(self, score):
@@ -436,23 +456,8 @@ class ParetoSearchCV(BaseSearchCV):
 
     def _front_and_knee(self, results, split=None):
         """Rows on the front (by complexity) and the knee's row."""
-        points = self._points(results, split)
         density = self._objectives(results, split)[1]
-        front = pareto_front(points)
-        if front.size == 0:
-            raise ValueError("Every candidate fit failed; no Pareto front to search.")
-        # A collapsed network (every weight zero) is an extreme of the front,
-        # never its knee, unless nothing else is left.
-        alive = front[density[front] > 0]
-        candidates = alive if alive.size else front
-        rule = KNEE_RULES[self.knee] if isinstance(self.knee, str) else self.knee
-        k = rule(points[candidates])
-        if not isinstance(k, Integral) or not 0 <= k < len(candidates):
-            raise ValueError(
-                f"The 'knee' callable must return an index into the front of "
-                f"{len(candidates)} points. Got {k!r} instead."
-            )
-        return front, int(candidates[k])
+        return find_knee(self._points(results, split), density == 0, self.knee)
 
     def _format_results(self, candidate_params, n_splits, out, more_results=None):
         results = super()._format_results(candidate_params, n_splits, out, more_results)
