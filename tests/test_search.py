@@ -32,20 +32,25 @@ def _fit(search, X, y):
         return search.fit(X, y)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks: extra torch threads only wait for each other (12x slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def searches(digits):
     """Every strategy on digits: MLP, cv=3, candidates trained for 5 epochs and
     the knee refit for 10 (the grid: 9 λ; the others: at most 6)."""
     X_train, _, y_train, _ = digits
-    fitted, threads = {}, torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add overhead
-    try:
-        for strategy in STRATEGIES:
-            budget = None if strategy == "grid" else 6
-            search = _search(max_epochs=10, cv=3, strategy=strategy, budget=budget, search_epochs=5)
-            fitted[strategy] = _fit(search, X_train, y_train)
-    finally:
-        torch.set_num_threads(threads)
+    fitted = {}
+    for strategy in STRATEGIES:
+        budget = None if strategy == "grid" else 6
+        search = _search(max_epochs=10, cv=3, strategy=strategy, budget=budget, search_epochs=5)
+        fitted[strategy] = _fit(search, X_train, y_train)
     return fitted
 
 
