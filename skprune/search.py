@@ -179,7 +179,8 @@ class ParetoSearchCV(BaseSearchCV):
         The loss objective and density per λ (rows as ``lambdas_``) and fold,
         like ``LassoCV.mse_path_``.
     n_trainings_ : int
-        Candidate fits (λ values × folds), the refit not counted.
+        Candidate fits (λ values × folds, those loaded from ``memory``
+        included), the refit not counted.
     scorer_, n_splits_, refit_time_, multimetric_ :
         As in :class:`~sklearn.model_selection.GridSearchCV`.
 
