@@ -1,0 +1,75 @@
+"""Warm start along λ: each candidate starts from its nearest trained neighbour.
+
+As :class:`~sklearn.linear_model.LassoCV` follows its regularisation path,
+:class:`~skprune.ParetoSearchCV` (``warm_start=True``) starts the training at a
+new λ from the final weights of the nearest λ trained in an earlier round on
+the same fold. :class:`WarmStart` is the skorch callback doing it: it loads the
+neighbour's weights when training begins and stores its own when it ends,
+keyed by a hash of the fold's training data and λ.
+"""
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+__all__ = ["WarmStart", "nearest_lambda"]
+
+
+def nearest_lambda(lam, trained):
+    """The λ of ``trained`` nearest to ``lam`` in log λ (0 counts as far below), or None.
+
+    Examples
+    --------
+    >>> nearest_lambda(3e-4, [1e-5, 1e-3, 1e-1])
+    0.001
+    >>> nearest_lambda(1e-4, []) is None
+    True
+    """
+    if not len(trained):
+        return None
+    floor = 1e-12  # keeps λ = 0 on the log axis, far below every useful weight
+    logs = np.log(np.maximum(np.asarray(trained, dtype=float), floor))
+    return float(trained[int(np.argmin(np.abs(logs - np.log(max(lam, floor)))))])
+
+
+def _state_path(folder, X, y, lam):
+    fold = joblib.hash((np.asarray(X.cpu()), np.asarray(y.cpu())))
+    return Path(folder) / f"warm-{fold}-{float(lam)!r}.pt"
+
+
+class WarmStart(Callback):
+    """Start from the weights trained at ``source_lam`` on the same fold; keep ours.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        Where the final weights of every candidate are stored.
+    source_lam : float or None, default=None
+        The neighbour to start from; None starts from the usual initialisation.
+    """
+
+    def __init__(self, folder, source_lam=None):
+        self.folder = folder
+        self.source_lam = source_lam
+
+    def initialize(self):
+        self._path = None
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self._path = _state_path(self.folder, X, y, net.lam)
+        if self.source_lam is None:
+            return
+        source = _state_path(self.folder, X, y, self.source_lam)
+        if source.exists():  # else the neighbour's fit failed: start cold
+            state = torch.load(source, map_location=net.device, weights_only=True)
+            net.module_.load_state_dict(state)
+
+    def on_train_end(self, net, **kwargs):
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        partial = self._path.with_suffix(".part")
+        torch.save(net.module_.state_dict(), partial)
+        partial.replace(self._path)
