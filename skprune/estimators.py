@@ -440,10 +440,13 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         return self._to_tensor(X)
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), rows summing to 1."""
+        """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
+
+        Computed in float64, so that a sample's probabilities do not depend on
+        the other samples passed with it.
+        """
         X = self._validate_predict_data(X)
-        proba = self.net_.predict_proba(X).astype(np.float64)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return self.net_.predict_proba_float64(X)
 
     def predict(self, X):
         """Predicted class labels (of the type seen in ``fit``)."""

@@ -325,3 +325,12 @@ def test_no_warnings_on_a_plain_fit(blobs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SparseNetClassifier(max_epochs=2).fit(*blobs)
+
+
+def test_predictions_do_not_depend_on_the_batch(digits):
+    X_train, X_test, y_train, _ = digits
+    clf = SparseNetClassifier(**FAST).fit(X_train, y_train)
+    full = clf.predict_proba(X_test)
+    pieces = np.vstack([clf.predict_proba(X_test[i : i + 7]) for i in range(0, len(X_test), 7)])
+    np.testing.assert_allclose(pieces, full, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0, atol=1e-12)
