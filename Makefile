@@ -29,6 +29,7 @@ bench: setup
 	$(PY) examples/benchmarks/bench_multiobjective.py --plot docs/_static/multiobjective_mnist.png
 	$(PY) examples/benchmarks/bench_pruning_family.py
 	$(PY) examples/benchmarks/compare_regularizers.py --plot docs/_static/compare_regularizers.png
+	$(PY) examples/benchmarks/knee_search_mnist.py --plot docs/_static/knee_search_mnist.png
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -1,8 +1,17 @@
-"""Command line: ``skprune demo`` (also ``python -m skprune demo``)."""
+"""Command line: ``skprune demo`` (also ``python -m skprune demo``).
+
+The demo trains on scikit-learn's bundled digits at a few λ and prints λ,
+accuracy and density; then it searches the knee of the trade-off with
+:class:`~skprune.ParetoSearchCV`, prints the Pareto front and saves its plot.
+"""
 
 import argparse
 import sys
 import time
+
+import torch
+
+from ._demo_search import demo_search
 
 __all__ = ["main", "demo"]
 
@@ -59,7 +68,16 @@ def main(argv=None):
     p_demo = sub.add_parser("demo", help="train on the bundled digits at a few lambdas")
     p_demo.add_argument("--epochs", type=int, default=20)
     p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument(
+        "--plot", default="skprune_demo_pareto.png", help="where to save the Pareto front plot"
+    )
+    p_demo.add_argument("--no-search", action="store_true", help="skip the knee search")
     args = parser.parse_args(argv)
     if args.command == "demo":
+        # These networks are tiny: one intra-op thread is fastest.
+        torch.set_num_threads(1)
         demo(max_epochs=args.epochs, random_state=args.seed)
+        if not args.no_search:
+            print()
+            demo_search(png_path=args.plot or None, random_state=args.seed)
     return 0

@@ -26,3 +26,11 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "skprune", "--help"], capture_output=True, text=True, check=True
     )
     assert "demo" in out.stdout
+
+
+def test_main_demo_runs_the_knee_search_and_saves_the_plot(tmp_path, capsys):
+    png = tmp_path / "front.png"
+    assert main(["demo", "--epochs", "2", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "knee: lambda=" in out and "accuracy" in out
+    assert png.stat().st_size > 10_000

@@ -1,4 +1,6 @@
-"""Knee search on MNIST-10k with LeNet-5: bisection against a grid.
+"""
+Knee search on MNIST-10k with LeNet-5: bisection against a grid
+===============================================================
 
 LeNet-5 (Reiners Table 1a), ℓ1 on the dense layers with batchwise threshold
 pruning (τ = 1e-3), Adam (lr 1e-3), batch 32, one CPU thread. Each search
@@ -60,7 +62,7 @@ def run(name, X_train, X_test, y_train, y_test, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--search-epochs", type=int, default=4)
     parser.add_argument("--cv", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=30)
