@@ -278,6 +278,12 @@ def _lobster(estimator, **params):
     return LOBSTER(**params)
 
 
+def _hard_concrete(estimator, **params):
+    from .constrained import make_hard_concrete
+
+    return make_hard_concrete(estimator, **params)
+
+
 #: name -> ``factory(estimator, **regularizer__params)`` returning a regularizer
 REGULARIZERS = {
     "l1": _plain(L1),
@@ -285,6 +291,7 @@ REGULARIZERS = {
     "l0": _plain(L0),
     "l2_l0": _plain(L2L0),
     "lobster": _lobster,
+    "hard_concrete": _hard_concrete,
 }
 
 

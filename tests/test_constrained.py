@@ -1,0 +1,193 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from torch.nn.utils import parametrize
+
+from skprune import SparseNetClassifier
+from skprune.constrained import HardConcrete, dual_step
+from skprune.datasets import find_mnist_10k
+
+FAST = dict(
+    regularizer="hard_concrete",
+    pruning=None,
+    batch_size=64,
+    max_epochs=15,
+    random_state=0,
+)
+
+
+def _fit(digits, device="cpu", **params):
+    X_train, _, y_train, _ = digits
+    return SparseNetClassifier(**{**FAST, "device": device, **params}).fit(X_train, y_train)
+
+
+def test_dual_step_projects_and_restarts():
+    mu = torch.tensor([0.0, 2.0, 2.0])
+    violation = torch.tensor([-1.0, -0.5, 0.25])
+    assert dual_step(mu, violation, lr=2.0, restart=False).tolist() == [0.0, 1.0, 2.5]
+    assert dual_step(mu, violation, lr=2.0, restart=True).tolist() == [0.0, 0.0, 2.5]
+
+
+def test_hard_concrete_model_wise_target_reached_on_folded_module(digits, device):
+    clf = _fit(digits, device=device, target_density=0.3)
+    module = clf.net_.module_
+    assert not any(parametrize.is_parametrized(m) for m in module.modules())
+    weights = [module.layer1.weight, module.layer2.weight]
+    nonzero = sum(int((w != 0).sum()) for w in weights)
+    assert clf.density_ == nonzero / sum(w.numel() for w in weights)
+    assert abs(clf.density_ - 0.3) < 0.05
+    assert clf.score(digits[1], digits[3]) > 0.85
+    assert clf.objectives_[1] == nonzero
+
+
+def test_hard_concrete_history_records_groups_and_multipliers(digits):
+    clf = _fit(digits, target_density=0.3, max_epochs=4)
+    expected = clf.history_[:, "expected_density"]
+    assert [list(d) for d in expected] == [["model"]] * 4
+    assert expected[0]["model"] > expected[-1]["model"]
+    assert all(mu["model"] >= 0 for mu in clf.history_[:, "multiplier"])
+    assert all(0 <= d <= 1 for d in clf.history_[:, "density"])
+
+
+def test_hard_concrete_layer_wise_gates_only_named_layers(digits):
+    clf = _fit(digits, target_density={"layer1": 0.25})
+    assert abs(clf.layer_density_["layer1"] - 0.25) < 0.05
+    assert clf.layer_density_["layer2"] == 1.0
+    assert list(clf.history_[-1, "multiplier"]) == ["layer1"]
+
+
+def test_hard_concrete_penalised_form_sparsifies_with_lam(digits):
+    options = dict(max_epochs=5, regularizer__gate_lr=0.1)
+    dense = _fit(digits, lam=0.0, **options)
+    sparse = _fit(digits, lam=1e-2, **options)
+    assert sparse.density_ < dense.density_
+    assert sparse.history_[-1, "multiplier"] == {}
+
+
+def test_hard_concrete_neuron_structure_closes_whole_columns(digits):
+    clf = _fit(digits, target_density=0.4, regularizer__structure="neuron")
+    weight = clf.net_.module_.layer1.weight.detach()
+    column_zero = (weight == 0).all(dim=0)
+    assert column_zero.any()
+    assert torch.equal((weight == 0).any(dim=0), column_zero)
+
+
+def test_hard_concrete_fitted_estimator_pickles_and_clones(digits):
+    clf = _fit(digits, target_density=0.5, max_epochs=2, regularizer__dual_restarts=False)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict(digits[1]), clf.predict(digits[1]))
+    assert clone(clf).get_params()["regularizer__dual_restarts"] is False
+
+
+@pytest.mark.parametrize("target", [0.0, 1.5, -0.1])
+def test_hard_concrete_rejects_target_outside_unit_interval(digits, target):
+    with pytest.raises(ValueError, match="'target_density' parameter"):
+        _fit(digits, target_density=target, max_epochs=1)
+
+
+def test_hard_concrete_rejects_unknown_layer_and_lists_layers(digits):
+    with pytest.raises(ValueError, match=r"\['conv9'\].*\['layer1', 'layer2'\]"):
+        _fit(digits, target_density={"conv9": 0.3}, max_epochs=1)
+
+
+def test_hard_concrete_rejects_layer_density_outside_unit_interval(digits):
+    with pytest.raises(ValueError, match="floats in \\(0, 1\\]"):
+        _fit(digits, target_density={"layer1": 2.0}, max_epochs=1)
+
+
+@pytest.mark.parametrize("pruning", ["batch", "epoch", "after"])
+def test_hard_concrete_rejects_other_pruning(digits, pruning):
+    with pytest.raises(ValueError, match=f"needs pruning=None; got pruning='{pruning}'"):
+        _fit(digits, target_density=0.3, pruning=pruning, max_epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("structure", "channel", "'structure' parameter of HardConcrete"),
+        ("dual_lr", 0.0, "'dual_lr' parameter of HardConcrete"),
+        ("temperature", 2.0, "'temperature' parameter of HardConcrete"),
+        ("init_density", 1.0, "'init_density' parameter of HardConcrete"),
+        ("gate_lr", -1.0, "'gate_lr' parameter of HardConcrete"),
+        ("dual_restarts", "yes", "'dual_restarts' parameter of HardConcrete"),
+        ("droprate", 0.5, r"unknown options \['droprate'\].*regularizer__dual_lr"),
+    ],
+)
+def test_hard_concrete_rejects_bad_options(digits, option, value, match):
+    with pytest.raises(ValueError, match=match):
+        _fit(digits, target_density=0.3, max_epochs=1, **{f"regularizer__{option}": value})
+
+
+def test_hard_concrete_neuron_structure_rejects_layers_without_neurons(blobs):
+    X, y = blobs
+    module = torch.nn.Sequential(
+        torch.nn.Linear(8, 6), torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 3)
+    )
+    clf = SparseNetClassifier(
+        module,
+        **{**FAST, "max_epochs": 1},
+        regularized_layers=["0", "1"],
+        target_density=0.5,
+        regularizer__structure="neuron",
+    )
+    with pytest.raises(ValueError, match="structure='neuron'.*BatchNorm1d"):
+        clf.fit(X, y)
+
+
+def test_hard_concrete_object_follows_regularizer_protocol():
+    reg = HardConcrete(target_density=0.2).initialize()
+    assert not reg.in_loss and HardConcrete().in_loss
+    weights = [torch.tensor([0.0, 1.0, 0.0]), torch.tensor([2.0])]
+    assert float(reg.penalty(weights)) == 2.0
+
+
+# -- MNIST-10k, LeNet-300-100, 20 epochs: the figures of docs/user_guide/controlled_sparsity.rst
+
+
+MNIST = dict(module="lenet300", batch_size=128, max_epochs=20, random_state=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    if find_mnist_10k() is None:
+        pytest.skip("MNIST-10k not found")
+    from skprune.datasets import mnist_10k_split
+
+    torch.set_num_threads(1)
+    return mnist_10k_split(flat=True)
+
+
+def _mnist_fit(mnist, **params):
+    X_train, _, y_train, _ = mnist
+    params = {**MNIST, "regularizer": "hard_concrete", "pruning": None, **params}
+    return SparseNetClassifier(**params).fit(X_train, y_train)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", [0.5, 0.2, 0.05])
+def test_mnist_model_wise_targets_met(mnist, target):
+    clf = _mnist_fit(mnist, target_density=target)
+    assert abs(clf.density_ - target) <= 0.02
+    if target == 0.2:
+        dense = SparseNetClassifier(**MNIST, regularizer=None, pruning=None)
+        dense.fit(mnist[0], mnist[2])
+        assert clf.score(mnist[1], mnist[3]) >= dense.score(mnist[1], mnist[3]) - 0.02
+
+
+@pytest.mark.slow
+def test_mnist_layer_wise_targets_met(mnist):
+    target = {"layer1": 0.3, "layer2": 0.3, "layer3": 0.3}
+    clf = _mnist_fit(mnist, target_density=target)
+    assert all(abs(d - 0.3) <= 0.03 for d in clf.layer_density_.values())
+
+
+@pytest.mark.slow
+def test_mnist_dual_restarts_oversparsify_less(mnist):
+    gap = {}
+    for restarts in (True, False):
+        clf = _mnist_fit(mnist, target_density=0.3, regularizer__dual_restarts=restarts)
+        gap[restarts] = abs(clf.density_ - 0.3)
+    assert gap[True] < gap[False]
