@@ -30,6 +30,7 @@ bench: setup
 	$(PY) examples/benchmarks/bench_pruning_family.py
 	$(PY) examples/benchmarks/compare_regularizers.py --plot docs/_static/compare_regularizers.png
 	$(PY) examples/benchmarks/knee_search_mnist.py --plot docs/_static/knee_search_mnist.png
+	$(PY) examples/benchmarks/controlled_density.py --plots docs/_static
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

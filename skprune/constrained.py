@@ -136,6 +136,9 @@ class HardConcrete(Regularizer):
         self.gate_lr = gate_lr
         self.proxy_constraint = proxy_constraint
 
+    #: The gates are the pruning: ``pruning="auto"`` resolves to none.
+    prunes_itself = True
+
     @property
     def in_loss(self):
         # Constrained: the Lagrangian's gradient is added in on_grad_computed.
@@ -286,9 +289,10 @@ def make_hard_concrete(estimator, **params):
     magnitude, and magnitude pruning to ``target_density`` would impose the
     density a second time.
     """
-    if estimator.pruning is not None:
+    if estimator.pruning not in (None, "auto"):
         raise ValueError(
-            "regularizer='hard_concrete' prunes through its gates and needs pruning=None; "
+            "regularizer='hard_concrete' prunes through its gates and needs pruning=None "
+            "(or 'auto'); "
             f"got pruning={estimator.pruning!r}."
         )
     options = sorted(HardConcrete._parameter_constraints.keys() - {"target_density"})

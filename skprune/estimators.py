@@ -29,6 +29,9 @@ from .schedules import LR_SCHEDULES, make_lr_schedule
 
 __all__ = ["SparseNetClassifier"]
 
+#: History entries holding one value per layer or group: too wide for the log.
+_DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
+
 #: Prefixes of the routed parameters ``<prefix>__<name>``, as in skorch.
 _PREFIXES = ("module", "optimizer", "regularizer", "callbacks")
 
@@ -52,17 +55,23 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster"}, object or None, default="l1"
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, object or None, \
+            default="l1"
         Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
         smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
-        (eq. 15), ``"lobster"`` LOBSTER's sensitivity shrinkage (eq. 4). An
-        object following the protocol of :mod:`skprune.regularizers` also
-        works; its parameters pass as ``regularizer__name=value``.
+        (eq. 15), ``"lobster"`` LOBSTER's sensitivity shrinkage (eq. 4),
+        ``"hard_concrete"`` hard-concrete L0 gates (Gallego-Posada et al.): with
+        ``target_density`` a constraint solved by a Lagrangian (``lam`` is then
+        unused), else the penalty ``λ·E‖z‖₀``. An object following the protocol
+        of :mod:`skprune.regularizers` also works; its parameters pass as
+        ``regularizer__name=value``.
     lam : float in [0, 1), default=1e-4
         λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
         so λ means what it means in the paper.
-    pruning : {"batch", "epoch", "after", "global", "layerwise", "random", \
-            "lobster"} or None, default="batch"
+    pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \
+            "lobster"} or None, default="auto"
+        ``"auto"``: ``"batch"``, or None for a regularizer that prunes itself
+        (``"hard_concrete"``).
         Soft threshold pruning with ``threshold`` after every batch, after
         every epoch, or once after training (Reiners §4); every mode also
         prunes once before training and once after the last step.
@@ -172,7 +181,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         "module": [StrOptions(BUILTIN_MODULES.keys()), type, nn.Module],
         "regularizer": [StrOptions(REGULARIZERS.keys()), HasMethods(["penalty"]), None],
         "lam": [Interval(Real, 0, 1, closed="left")],
-        "pruning": [StrOptions(PRUNERS.keys()), None],
+        "pruning": [StrOptions({"auto", *PRUNERS}), None],
         "threshold": [Interval(Real, 0, None, closed="left")],
         "target_density": [Interval(Real, 0, 1, closed="right"), dict, None],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -198,7 +207,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         *,
         regularizer="l1",
         lam=1e-4,
-        pruning="batch",
+        pruning="auto",
         threshold=1e-3,
         target_density=None,
         finetune_epochs=3,
@@ -346,7 +355,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         module, module_kwargs = self._resolve_module(n_classes)
         optimizer, optimizer_kwargs = make_optimizer(self, torch.device(device))
         regularizer = make_regularizer(self)
-        pruning = make_pruning_callbacks(self)
+        pruning = make_pruning_callbacks(self, regularizer)
         callbacks = [
             *([("regularizer", regularizer)] if hasattr(regularizer, "on_batch_end") else []),
             *((f"pruning_{i}", cb) for i, cb in enumerate(pruning)),
@@ -354,7 +363,7 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
             *([("lambda", LambdaHistory())] if getattr(optimizer, "multiobjective", False) else []),
             ("sparsity", SparsityHistory()),
             *((f"user_{i}", copy.deepcopy(cb)) for i, cb in enumerate(self.callbacks or [])),
-            ("print_log", PrintLog(keys_ignored=["layer_density", "n_nonzero"])),
+            ("print_log", PrintLog(keys_ignored=_DICT_HISTORY_KEYS)),
         ]
         net = SparseNet(
             module,

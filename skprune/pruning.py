@@ -8,7 +8,13 @@ reach the regularised weights through ``net.regularized_weights()``.
 import torch
 from skorch.callbacks import Callback
 
-__all__ = ["soft_threshold_", "ThresholdPruning", "PRUNERS", "make_pruning_callbacks"]
+__all__ = [
+    "soft_threshold_",
+    "ThresholdPruning",
+    "PRUNERS",
+    "resolve_pruning",
+    "make_pruning_callbacks",
+]
 
 
 @torch.no_grad()
@@ -125,8 +131,23 @@ PRUNERS = {
 }
 
 
-def make_pruning_callbacks(estimator):
+def resolve_pruning(pruning, regularizer):
+    """The pruning mode ``"auto"`` stands for: none for a regularizer that prunes
+    itself (``prunes_itself = True``, as the hard-concrete gates), else ``"batch"``.
+
+    Examples
+    --------
+    >>> resolve_pruning("auto", None), resolve_pruning("epoch", None)
+    ('batch', 'epoch')
+    """
+    if pruning != "auto":
+        return pruning
+    return None if getattr(regularizer, "prunes_itself", False) else "batch"
+
+
+def make_pruning_callbacks(estimator, regularizer=None):
     """The callbacks that ``estimator.pruning`` names (none for ``None``)."""
-    if estimator.pruning is None:
+    pruning = resolve_pruning(estimator.pruning, regularizer)
+    if pruning is None:
         return []
-    return PRUNERS[estimator.pruning](estimator)
+    return PRUNERS[pruning](estimator)

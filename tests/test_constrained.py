@@ -103,7 +103,9 @@ def test_hard_concrete_rejects_layer_density_outside_unit_interval(digits):
 
 @pytest.mark.parametrize("pruning", ["batch", "epoch", "after"])
 def test_hard_concrete_rejects_other_pruning(digits, pruning):
-    with pytest.raises(ValueError, match=f"needs pruning=None; got pruning='{pruning}'"):
+    with pytest.raises(
+        ValueError, match=f"needs pruning=None \\(or 'auto'\\); got pruning='{pruning}'"
+    ):
         _fit(digits, target_density=0.3, pruning=pruning, max_epochs=1)
 
 
@@ -194,3 +196,12 @@ def test_mnist_dual_restarts_oversparsify_less(mnist):
         clf = _mnist_fit(mnist, target_density=0.3, regularizer__dual_restarts=restarts)
         gap[restarts] = abs(clf.density_ - 0.3)
     assert gap[True] < gap[False]
+
+
+def test_hard_concrete_one_liner_needs_no_pruning_argument(digits):
+    params = {k: v for k, v in FAST.items() if k != "pruning"}
+    X_train, _, y_train, _ = digits
+    clf = SparseNetClassifier(**{**params, "target_density": 0.3}).fit(X_train, y_train)
+    assert clf.pruning == "auto"
+    assert not any(name.startswith("pruning_") for name, _ in clf.net_.callbacks_)
+    assert clf.density_ == pytest.approx(0.3, abs=0.05)

@@ -334,3 +334,11 @@ def test_predictions_do_not_depend_on_the_batch(digits):
     pieces = np.vstack([clf.predict_proba(X_test[i : i + 7]) for i in range(0, len(X_test), 7)])
     np.testing.assert_allclose(pieces, full, rtol=0, atol=1e-12)
     np.testing.assert_allclose(full.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_auto_pruning_is_batchwise_for_penalties(blobs):
+    X, y = blobs
+    auto = SparseNetClassifier(lam=1e-3, **FAST).fit(X, y)
+    batch = SparseNetClassifier(lam=1e-3, pruning="batch", **FAST).fit(X, y)
+    assert auto.n_nonzero_ == batch.n_nonzero_
+    np.testing.assert_array_equal(auto.predict_proba(X), batch.predict_proba(X))

@@ -1,4 +1,6 @@
-"""Controlled sparsity: achieved against target density (Gallego-Posada Fig. 1 and 2).
+"""
+Controlled sparsity: achieved against target density (Gallego-Posada Fig. 1 and 2)
+==================================================================================
 
 LeNet-300-100 on the 8,000 MNIST-10k training images, scored on the 2,000 test
 images; hard-concrete gates per weight with the default options, Adam (lr 1e-3,
@@ -179,7 +181,7 @@ def plot(rows, traces, folder, eps):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer targets and λ")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--mnist", default=None, help="folder of the MNIST-10k files")
