@@ -108,6 +108,26 @@ class SparseNet(NeuralNetClassifier):
         if getattr(self, "initialized_", False) and hasattr(self, "regularized_named_"):
             self.regularized_named_ = regularized_layers(self.module_, self.regularized_layers)
 
+    @torch.no_grad()
+    def sparsity_summary(self):
+        """Counted sparsity and Ω of the regularised weights, as they are now.
+
+        Returns a dict with ``n_nonzero``, ``n_weights``, ``density`` (1.0 when
+        nothing is regularised), ``layer_density`` (name -> density) and
+        ``penalty`` (Ω, 0.0 without a regularizer).
+        """
+        named = self.named_regularized_weights()
+        weights = [w for _, w in named]
+        nonzero, total = count_nonzero(weights)
+        reg = self.regularizer
+        return {
+            "n_nonzero": nonzero,
+            "n_weights": total,
+            "density": nonzero / total if total else 1.0,
+            "layer_density": layer_density(named),
+            "penalty": float(reg.penalty(weights)) if reg is not None and weights else 0.0,
+        }
+
     def named_regularized_weights(self):
         """``(layer name, weight)`` of the regularised layers."""
         return [(name, layer.weight) for name, layer in self.regularized_named_]
@@ -212,14 +232,8 @@ class SparsityHistory(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        named = net.named_regularized_weights()
-        weights = [w for _, w in named]
-        nonzero, total = count_nonzero(weights)
-        reg = net.regularizer
-        penalty = float(reg.penalty(weights)) if reg is not None and weights else 0.0
+        summary = net.sparsity_summary()
         net.history.record("ce", net.mean_ce())
-        net.history.record("penalty", penalty)
-        net.history.record("n_nonzero", nonzero)
-        net.history.record("density", nonzero / total if total else float("nan"))
-        net.history.record("layer_density", layer_density(named))
+        for key in ("penalty", "n_nonzero", "density", "layer_density"):
+            net.history.record(key, summary[key])
         net.reset_ce()

@@ -20,7 +20,6 @@ from torch import nn
 
 from ._net import SparseNet, SparsityHistory
 from ._validation import resolve_device
-from .metrics import count_nonzero, layer_density
 from .models import BUILTIN_MODULES
 from .optim import OPTIMIZERS, LambdaHistory, lambda_history, make_optimizer
 from .pruning import PRUNERS, make_pruning_callbacks
@@ -415,15 +414,12 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
         return self.module, kwargs
 
     def _record_sparsity(self):
-        named = self.net_.named_regularized_weights()
-        weights = [w for _, w in named]
-        self.n_nonzero_, self.n_weights_ = count_nonzero(weights)
-        self.density_ = self.n_nonzero_ / self.n_weights_ if self.n_weights_ else 1.0
+        summary = self.net_.sparsity_summary()
+        self.n_nonzero_, self.n_weights_ = summary["n_nonzero"], summary["n_weights"]
+        self.density_ = summary["density"]
         self.sparsity_ = 1.0 - self.density_
-        self.layer_density_ = layer_density(named)
-        reg = self.net_.regularizer
-        omega = float(reg.penalty(weights)) if reg is not None and weights else 0.0
-        self.objectives_ = (float(self.history_[-1, "ce"]), omega)
+        self.layer_density_ = summary["layer_density"]
+        self.objectives_ = (float(self.history_[-1, "ce"]), summary["penalty"])
         if self.n_weights_ and not self.n_nonzero_:
             warnings.warn(
                 f"Every regularised weight is zero: the network collapsed at lam={self.lam}"
