@@ -1,6 +1,7 @@
 """Reiners et al. Table 2 claims on MNIST-10k (slow: run by `make bench`)."""
 
-import numpy as np
+import statistics
+
 import pytest
 import torch
 
@@ -57,5 +58,8 @@ def test_fit_time_is_at_most_a_naive_pytorch_loop(mnist):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     times = bench.main(["--rounds", "5", "--no-skorch"])
-    assert min(times["skprune"]) <= 1.0 * min(times["naive loop"])
-    assert np.isfinite(min(times["skprune"]))
+    # Rounds are interleaved, so each pair ran under the same conditions; the
+    # median of the paired ratios resists the host's ~10 % run-to-run noise,
+    # which makes a best-of-5 ratio near 1.0 a coin flip on this machine.
+    ratios = [s / n for s, n in zip(times["skprune"], times["naive loop"])]
+    assert statistics.median(ratios) <= 1.0
