@@ -39,6 +39,7 @@ from sklearn.utils._param_validation import (
 )
 
 from .gates import TEMPERATURE, attach_gate, fold_gate
+from .metrics import count_nonzero
 from .regularizers import Regularizer
 
 __all__ = ["dual_step", "HardConcrete", "make_hard_concrete"]
@@ -198,8 +199,7 @@ class HardConcrete(Regularizer):
             omega = sum(gate.expected_nonzero(n) for _, gate, n in self.gates_)
             in_step = any(gate.noise is not None for _, gate, _ in self.gates_)
             return omega if in_step else omega.detach()
-        nonzero = sum(torch.count_nonzero(w) for w in weights)
-        return torch.as_tensor(nonzero, dtype=torch.float32)
+        return torch.as_tensor(count_nonzero(weights)[0], dtype=torch.float32)
 
     # -- training hooks ----------------------------------------------------------
 

@@ -461,13 +461,12 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
 
 def _flatten_images(X):
     """(X as 2-D, per-sample shape): image batches (n, C, H, W) become (n, C·H·W)."""
-    if getattr(X, "ndim", None) is None and not hasattr(X, "columns"):
+    if not hasattr(X, "ndim"):  # lists; arrays, DataFrames and sparse matrices have it
         X = np.asarray(X)
-    if getattr(X, "ndim", 2) > 2:
+    if X.ndim > 2:
         X = np.asarray(X)
         return X.reshape(len(X), -1), X.shape[1:]
-    n_features = X.shape[1] if getattr(X, "ndim", 0) == 2 else 0
-    return X, (n_features,)
+    return X, (X.shape[1] if X.ndim == 2 else 0,)
 
 
 def _cuda_indices(device):

@@ -24,6 +24,7 @@ It ends when a pruning stage prunes nothing (or ``max_epochs`` is spent).
 import torch
 from skorch.callbacks import Callback
 
+from .magnitude import apply_masks_
 from .regularizers import Regularizer
 
 __all__ = [
@@ -185,7 +186,7 @@ class LobsterPruning(Callback):
 
     def on_batch_end(self, net, training=False, **kwargs):
         if training and self.masks_ is not None:
-            _apply_(net.regularized_weights(), self.masks_)
+            apply_masks_(net.regularized_weights(), self.masks_)
 
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
         if dataset_valid is None:
@@ -212,7 +213,7 @@ class LobsterPruning(Callback):
         before = [w.detach().clone() for w in weights]
 
         def loss_at(t):
-            _apply_(weights, [b.abs() >= t for b in before], before)
+            _masked_copy_(weights, before, [b.abs() >= t for b in before])
             return validation_loss(net, dataset)
 
         bound = (1.0 + self.loss_tolerance) * loss_at(0.0)
@@ -221,7 +222,7 @@ class LobsterPruning(Callback):
         masks = [b.abs() >= threshold for b in before]
         if self.masks_ is not None:
             masks = [m & old for m, old in zip(masks, self.masks_)]
-        _apply_(weights, masks, before)
+        _masked_copy_(weights, before, masks)
         pruned = sum(int((b != 0).sum() - (b * m != 0).sum()) for b, m in zip(before, masks))
         self.masks_ = masks
         net.history.record("lobster_threshold", threshold)
@@ -231,9 +232,8 @@ class LobsterPruning(Callback):
 
 
 @torch.no_grad()
-def _apply_(weights, masks, source=None):
-    """``w = source · mask`` (``source`` defaults to ``w``): exact zeros outside."""
-    for i, (w, m) in enumerate(zip(weights, masks)):
-        if source is not None:
-            w.copy_(source[i])
-        w.masked_fill_(~m, 0.0)
+def _masked_copy_(weights, source, masks):
+    """``w = source · mask``, exact zeros outside the mask."""
+    for w, src in zip(weights, source):
+        w.copy_(src)
+    apply_masks_(weights, masks)

@@ -273,9 +273,9 @@ def _plain(cls):
 
 
 def _lobster(estimator, **params):
-    from .lobster import LOBSTER
+    from .lobster import LOBSTER  # imports this module: not at the top
 
-    return LOBSTER(**params)
+    return _plain(LOBSTER)(estimator, **params)
 
 
 def _hard_concrete(estimator, **params):

@@ -245,6 +245,8 @@ def test_predict_before_fit_raises_not_fitted(blobs):
         ({"target_density": 1.5}, r"'target_density' parameter"),
         ({"target_density": {"layer9": 0.1}}, r"'target_density'.*layer9.*layer1"),
         ({"modul__x": 1}, r"unknown parameters \['modul__x'\]"),
+        ({"regularizer": "l1", "regularizer__beta": 1}, r"regularizer='l1' got unknown .*beta"),
+        ({"regularizer": "lobster", "regularizer__beta": 1}, r"regularizer='lobster' got unknown"),
     ],
 )
 def test_bad_parameters_raise_errors_naming_them(blobs, params, match):
