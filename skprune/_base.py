@@ -23,7 +23,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._checks import DivergenceCheck, check_module, check_parts, check_split
+from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._net import SparsityHistory
 from ._validation import resolve_device
 from .models import BUILTIN_MODULES
@@ -173,6 +173,7 @@ class BaseSparseNet(BaseEstimator):
     def _fit(self, X, y):
         self._forget_fit()
         self._check_routed_params()
+        check_params(self)
         X, y = self._validate_fit_data(X, y)
         device = resolve_device(self.device)
         parts = self._build_parts(device)

@@ -1,0 +1,479 @@
+"""What happens when things go wrong: interrupts, divergence, caches, module checks (issue 10).
+
+The interrupt tests raise ``KeyboardInterrupt`` from a skorch callback (as a
+Ctrl-C lands between two Python statements of the training loop) or from a
+timer in the main thread (``_thread.interrupt_main``, as Ctrl-C does), at
+seeded random moments, and check three things every time: the interrupt
+propagates, no fit with fewer epochs than asked is in ``memory``, and the
+search resumed from ``memory`` finds the knee of an uninterrupted one.
+"""
+
+import _thread
+import collections
+import os
+import threading
+import uuid
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
+from torch import nn
+
+from skprune import ParetoSearchCV, SparseNetClassifier
+from skprune._candidate import CandidateFit, load_fit
+
+#: Batches (or epochs) seen per interrupt plan, in this process.
+_SEEN = collections.Counter()
+
+
+class InterruptAt(Callback):
+    """Raises ``KeyboardInterrupt`` at the moment written in the file ``plan``.
+
+    The plan (``"<token> <hook> <n>"``) lives outside the callback's
+    parameters, so that interrupted and resumed searches share their cache
+    keys; without the file the callback does nothing. Each process counts
+    its own batches (``hook="batch"``) or epochs (``hook="epoch"``).
+    """
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def _tick(self, hook):
+        try:
+            token, when, n = Path(self.plan).read_text().split()
+        except FileNotFoundError:
+            return
+        if when == hook:
+            _SEEN[token] += 1
+            if _SEEN[token] == int(n):
+                raise KeyboardInterrupt
+
+    def on_batch_end(self, net, **kwargs):
+        self._tick("batch")
+
+    def on_epoch_end(self, net, **kwargs):
+        self._tick("epoch")
+
+
+def _write_plan(plan, hook, n):
+    Path(plan).write_text(f"{uuid.uuid4().hex} {hook} {n}")
+
+
+MAX_EPOCHS = 2
+LAMBDAS = [1e-4, 1e-3, 1e-2, 5e-2]
+
+
+def _search(plan, memory, n_jobs=None):
+    clf = SparseNetClassifier(
+        max_epochs=MAX_EPOCHS, batch_size=32, random_state=0, callbacks=[InterruptAt(plan)]
+    )
+    return ParetoSearchCV(
+        clf, strategy="grid", lambdas=LAMBDAS, cv=2, memory=memory, n_jobs=n_jobs, refit=False
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(X, y, knee λ of the uninterrupted search): one training per (λ, fold), no cache."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=90, n_features=8, n_informative=5, n_classes=3, random_state=0
+    )
+    X = X.astype(np.float32)
+    plan = tmp_path_factory.mktemp("plan") / "none"
+    return X, y, _search(plan, None).fit(X, y).knee_["lam"]
+
+
+def _cached_epochs(memory):
+    """``len(history_)`` and the epochs asked of every fit in ``memory``."""
+    epochs = []
+    for path in sorted(Path(memory).glob("*.pkl")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a damaged entry fails the test
+            fitted = load_fit(path, SparseNetClassifier)
+        epochs.append((len(fitted.history_), fitted.net_.max_epochs))
+    return epochs
+
+
+def _interrupt_and_resume(tmp_path, reference, rng, n_jobs=None):
+    """Interrupt one search at a random batch or epoch; check the cache and the resume."""
+    X, y, knee = reference
+    plan, memory = tmp_path / "plan", tmp_path / "memory"
+    # 4 λ x 2 folds x 2 epochs x 2 batches of 32 (45 training samples per fold).
+    hook, n = (
+        ("batch", rng.integers(1, 32)) if rng.random() < 0.7 else ("epoch", rng.integers(1, 16))
+    )
+    if n_jobs:  # each of the two workers counts its own half
+        n = max(1, n // 2)
+    _write_plan(plan, hook, n)
+    with pytest.raises(KeyboardInterrupt):
+        _search(plan, memory, n_jobs).fit(X, y)
+    assert all(seen == asked for seen, asked in _cached_epochs(memory))
+    plan.unlink()
+    resumed = _search(plan, memory, n_jobs).fit(X, y)
+    assert resumed.knee_["lam"] == knee
+    assert len(_cached_epochs(memory)) == len(LAMBDAS) * 2
+
+
+def _ctrl_c_and_resume(tmp_path, reference, delay, n_jobs=None):
+    """Ctrl-C the main thread ``delay`` seconds into a search; check the cache and the resume."""
+    X, y, knee = reference
+    plan, memory = tmp_path / "plan", tmp_path / "memory"
+    assert _interrupt_main_after(delay, lambda: _search(plan, memory, n_jobs).fit(X, y))
+    assert all(seen == asked for seen, asked in _cached_epochs(memory))
+    assert _search(plan, memory, n_jobs).fit(X, y).knee_["lam"] == knee
+
+
+def _interrupt_main_after(seconds, run):
+    """Run ``run()`` and press Ctrl-C after ``seconds``, every 50 ms until it stops.
+
+    True if ``run`` ended by ``KeyboardInterrupt``. Ctrl-C is pressed again
+    because CPython ignores an interrupt that lands in a finaliser ("Exception
+    ignored in ..."), as a user presses it again.
+    """
+    stop = threading.Event()
+
+    def press():
+        stop.wait(seconds)
+        while not stop.is_set():
+            _thread.interrupt_main()
+            stop.wait(0.05)
+
+    presser = threading.Thread(target=press)
+    presser.start()
+    try:
+        run()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        _stop_pressing(stop, presser)
+    return False
+
+
+def _stop_pressing(stop, presser):
+    while presser.is_alive():
+        try:
+            stop.set()
+            presser.join()
+        except KeyboardInterrupt:
+            pass
+    try:
+        _python_call()  # a press pending from before join() lands here
+    except KeyboardInterrupt:
+        pass
+
+
+def _python_call():
+    return None
+
+
+# -- interrupts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hook, n", [("batch", 3), ("epoch", 1)])
+def test_fit_interrupt_propagates_and_leaves_unfitted(blobs, tmp_path, hook, n):
+    X, y = blobs
+    plan = tmp_path / "plan"
+    _write_plan(plan, hook, n)
+    clf = SparseNetClassifier(max_epochs=3, random_state=0, callbacks=[InterruptAt(plan)])
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clf)
+    assert not hasattr(clf, "history_")
+
+
+def test_fit_interrupt_keeps_earlier_fit_off(blobs, tmp_path):
+    X, y = blobs
+    plan = tmp_path / "plan"
+    clf = SparseNetClassifier(max_epochs=2, random_state=0, callbacks=[InterruptAt(plan)])
+    clf.fit(X, y)
+    _write_plan(plan, "epoch", 1)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_search_sequential_interrupt_resumes_to_same_knee(tmp_path, reference, seed):
+    _interrupt_and_resume(tmp_path, reference, np.random.default_rng(seed))
+
+
+def test_search_parallel_worker_interrupt_propagates(tmp_path, reference):
+    with joblib.parallel_config(backend="threading"):
+        _interrupt_and_resume(tmp_path, reference, np.random.default_rng(0), n_jobs=2)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("seed", range(2))
+def test_search_parent_interrupt_resumes_to_same_knee(tmp_path, reference, seed):
+    delay = np.random.default_rng(seed).uniform(0.01, 0.1)
+    _ctrl_c_and_resume(tmp_path, reference, delay)
+    assert not list((tmp_path / "memory").glob("*.part"))
+
+
+def test_candidate_fit_interrupt_while_caching_writes_nothing(blobs, tmp_path, monkeypatch):
+    X, y = blobs
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("skprune._candidate.os.replace", interrupted)
+    candidate = CandidateFit(SparseNetClassifier(max_epochs=1, random_state=0), tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        candidate.fit(X, y)
+    assert os.listdir(tmp_path) == []
+
+
+# -- divergence --------------------------------------------------------------
+
+
+def test_fit_divergence_raises_and_leaves_unfitted(digits):
+    X, _, y, _ = digits
+    clf = SparseNetClassifier(lr=1e6, max_epochs=5, random_state=0)
+    match = r"diverged at epoch 1: the training cross-entropy .* over 100·ln K .*lr=1000000\.0"
+    with pytest.raises(FloatingPointError, match=match):
+        clf.fit(X, y)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clf)
+
+
+# -- the cache ---------------------------------------------------------------
+
+
+def _truncate(data):
+    return data[: len(data) // 2]
+
+
+def _flip_last_byte(data):
+    return data[:-1] + bytes([data[-1] ^ 0xFF])
+
+
+def _garbage(data):
+    return b"not a pickle"
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_last_byte, _garbage])
+def test_candidate_fit_damaged_entry_warns_retrains_and_replaces(blobs, tmp_path, damage):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=1, random_state=0)
+    CandidateFit(clf, tmp_path).fit(X, y)
+    (path,) = tmp_path.glob("*.pkl")
+    expected = load_fit(path, SparseNetClassifier).predict_proba(X)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.warns(UserWarning, match=rf"cached fit .*{path.name}.* corrupt or truncated"):
+        refit = CandidateFit(SparseNetClassifier(max_epochs=1, random_state=0), tmp_path)
+        refit.fit(X, y)
+    np.testing.assert_allclose(refit.predict_proba(X), expected)
+    assert load_fit(path, SparseNetClassifier) is not None
+
+
+def test_search_damaged_entry_keeps_the_knee(tmp_path, reference):
+    X, y, knee = reference
+    plan, memory = tmp_path / "plan", tmp_path / "memory"
+    _search(plan, memory).fit(X, y)
+    path = sorted(memory.glob("*.pkl"))[3]
+    path.write_bytes(_truncate(path.read_bytes()))
+    with pytest.warns(UserWarning, match=path.name):
+        assert _search(plan, memory).fit(X, y).knee_["lam"] == knee
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained before the memory was checked")
+
+
+@pytest.mark.parametrize(
+    "memory, match",
+    [
+        ("", r"'memory'.*got ''.*working directory"),
+        ("   ", r"'memory'.*got '   '.*working directory"),
+        ("file", r"'memory'.*must be a folder.*which is a file"),
+    ],
+)
+def test_search_bad_memory_fails_before_training(blobs, tmp_path, monkeypatch, memory, match):
+    X, y = blobs
+    (tmp_path / "file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(SparseNetClassifier, "fit", _no_training)
+    search = ParetoSearchCV(SparseNetClassifier(), strategy="grid", lambdas=[1e-3], memory=memory)
+    with pytest.raises(ValueError, match=match):
+        search.fit(X, y)
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a read-only /proc")
+def test_search_read_only_memory_fails_before_training(blobs, monkeypatch):
+    # /proc cannot be written even by root, unlike a folder with mode 0o500.
+    X, y = blobs
+    monkeypatch.setattr(SparseNetClassifier, "fit", _no_training)
+    search = ParetoSearchCV(SparseNetClassifier(), strategy="grid", lambdas=[1e-3], memory="/proc")
+    with pytest.raises(ValueError, match=r"'memory'.*folder that can be written.*'/proc'"):
+        search.fit(X, y)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_candidate_fit_read_only_folder_rejected(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(ValueError, match=r"'memory'.*can be written"):
+        CandidateFit(SparseNetClassifier(), folder)
+
+
+def test_candidate_fit_missing_memory_created(tmp_path):
+    CandidateFit(SparseNetClassifier(), tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+# -- the module --------------------------------------------------------------
+
+
+class FourOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.dense(x)
+
+
+class NoDense(nn.Module):
+    """Weights as bare parameters: nothing the estimator can regularise or prune."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 8) * 0.1)
+
+    def forward(self, x):
+        return x @ self.w.T
+
+
+class WithDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 3)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.dense(self.drop(x))
+
+
+def test_fit_module_wrong_output_count_raises(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match=r"shape \(n_samples, 3\).*returned \(2, 4\)"):
+        SparseNetClassifier(FourOutputs(), max_epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params", [{"pruning": "auto"}, {"pruning": "global", "target_density": 0.5}]
+)
+def test_fit_module_without_regularisable_layers_raises(blobs, params):
+    X, y = blobs
+    clf = SparseNetClassifier(NoDense(), max_epochs=1, **params)
+    with pytest.raises(ValueError, match=r"no layers to regularise or prune.*regularized_layers"):
+        clf.fit(X, y)
+
+
+def test_fit_dropout_in_regularized_layers_raises(blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(WithDropout(), regularized_layers=["dense", "drop"], max_epochs=1)
+    with pytest.raises(ValueError, match=r"'regularized_layers'.*\['drop'\].*no weight"):
+        clf.fit(X, y)
+
+
+def test_fit_hidden_layer_size_zero_raises(blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(module__hidden_layer_sizes=(0,), max_epochs=1)
+    with pytest.raises(ValueError, match=r"'hidden_layer_sizes'.*positive ints.*\(0,\)"):
+        clf.fit(X, y)
+
+
+def test_predict_image_of_other_shape_raises():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30, 1, 8, 8), dtype=np.float32), np.arange(30) % 3
+    clf = SparseNetClassifier(max_epochs=1, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"shape \(1, 4, 16\).*fitted on .*\(1, 8, 8\)"):
+        clf.predict(X.reshape(30, 1, 4, 16))
+
+
+# -- parameters that were ignored or misread ---------------------------------
+
+
+def test_fit_target_density_under_threshold_pruning_warns(blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(pruning="batch", target_density=0.5, max_epochs=1)
+    with pytest.warns(UserWarning, match=r"'target_density' parameter \(0\.5\) is ignored"):
+        clf.fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["batch_size", "max_epochs", "patience", "finetune_epochs"])
+def test_fit_bool_for_integer_parameter_raises(blobs, name):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=1).set_params(**{name: True})
+    with pytest.raises(TypeError, match=rf"'{name}' parameter.*must be an int, not a bool"):
+        clf.fit(X, y)
+
+
+@pytest.mark.parametrize("key", ["callbacks__foo", "callbacks__foo__bar"])
+def test_fit_routed_parameter_of_unknown_callback_raises(blobs, key):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=1, **{key: 1})
+    with pytest.raises(ValueError, match=rf"\['{key}'\].*name no callback.*print_log"):
+        clf.fit(X, y)
+
+
+def test_fit_routed_parameter_of_known_callback_accepted(blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=1, callbacks__print_log__floatfmt=".2f")
+    assert clf.fit(X, y).net_.callbacks_[-1][1].floatfmt == ".2f"
+
+
+def test_fit_validation_fraction_below_class_count_raises(blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(validation_fraction=0.01, max_epochs=1)
+    with pytest.raises(ValueError, match=r"'validation_fraction'.*0\.01.*fewer than the 3"):
+        clf.fit(X, y)
+
+
+def test_fit_class_seen_once_warns_unstratified(blobs):
+    X, y = blobs
+    y = y.copy()
+    y[0] = 3
+    clf = SparseNetClassifier(validation_fraction=0.2, max_epochs=1)
+    with pytest.warns(UserWarning, match=r"single sample.*validation_fraction=0\.2.*random"):
+        clf.fit(X, y)
+
+
+# -- many random moments (make bench) -----------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 130))
+def test_search_sequential_interrupt_many_moments(tmp_path, reference, seed):
+    _interrupt_and_resume(tmp_path, reference, np.random.default_rng(seed))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("seed", range(200, 210))
+def test_search_parent_interrupt_many_moments(tmp_path, reference, seed):
+    _ctrl_c_and_resume(tmp_path, reference, np.random.default_rng(seed).uniform(0.01, 0.15))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(300, 303))
+def test_search_loky_worker_interrupt_many_moments(tmp_path, reference, seed):
+    _interrupt_and_resume(tmp_path, reference, np.random.default_rng(seed), n_jobs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_search_loky_parent_interrupt_propagates(tmp_path, reference):
+    _ctrl_c_and_resume(tmp_path, reference, 1.0, n_jobs=2)
