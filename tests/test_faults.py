@@ -156,27 +156,38 @@ def n_calls(reference, tmp_path_factory):
 
 
 def _interrupt_main_at_call(n, run):
-    """Run ``run()``, pressing Ctrl-C at its ``n``-th Python call, then every 500 calls.
+    """Run ``run()`` and press Ctrl-C at its ``n``-th Python call, then every 20 ms.
 
-    True if ``run`` ended by ``KeyboardInterrupt``. Ctrl-C is pressed again
-    because CPython ignores an interrupt that lands in a finaliser ("Exception
-    ignored in ..."), as a user presses it again.
+    True if ``run`` ended by ``KeyboardInterrupt``. Ctrl-C is pressed again,
+    as a user does, because CPython ignores an interrupt that lands in a
+    finaliser ("Exception ignored in ..."); a thread presses, since an
+    interrupt landing in the profile hook switches the hook off.
     """
-    count = [0]
+    count, reached, stop = [0], threading.Event(), threading.Event()
 
     def hook(frame, event, arg):
         if event == "call":
             count[0] += 1
-            if count[0] >= n and (count[0] - n) % 500 == 0:
+            if count[0] == n:
                 _thread.interrupt_main()
+                reached.set()
 
+    def press():
+        while not reached.wait(0.01):
+            if stop.is_set():
+                return
+        while not stop.wait(0.02):
+            _thread.interrupt_main()
+
+    presser = threading.Thread(target=press)
+    presser.start()
     sys.setprofile(hook)
     try:
         run()
     except KeyboardInterrupt:
         return True
     finally:
-        _stop(lambda: sys.setprofile(None))
+        _stop(lambda: (sys.setprofile(None), stop.set(), presser.join()))
     return False
 
 
