@@ -10,7 +10,9 @@ search resumed from ``memory`` finds the knee of an uninterrupted one.
 
 import _thread
 import collections
+import contextlib
 import os
+import signal
 import sys
 import threading
 import uuid
@@ -187,7 +189,8 @@ def _interrupt_main_at_call(n, run):
     presser.start()
     sys.setprofile(hook)
     try:
-        run()
+        with _python_sigint():
+            run()
     except KeyboardInterrupt:
         return True
     finally:
@@ -213,12 +216,27 @@ def _interrupt_main_after(seconds, run):
     presser = threading.Thread(target=press)
     presser.start()
     try:
-        run()
+        with _python_sigint():
+            run()
     except KeyboardInterrupt:
         return True
     finally:
         _stop(lambda: (stop.set(), presser.join()))
     return False
+
+
+@contextlib.contextmanager
+def _python_sigint():
+    """Python's own SIGINT handler, which ``interrupt_main`` needs to raise.
+
+    A process started in the background by a shell inherits SIGINT ignored,
+    and then ``interrupt_main`` does nothing.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop(stop_pressing):
