@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def dump_fit(estimator, path):
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer)
     payload = buffer.getvalue()
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.part")
+    # One name per process and thread: two writers of one entry never share it.
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         with open(partial, "wb") as file:
             file.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
