@@ -66,7 +66,9 @@ def build_part(estimator, kind, spec):
     """
     routed = estimator._prefixed_params(kind)
     if not isinstance(spec, str):
-        return clone(spec).set_params(**routed) if routed else clone(spec)
+        part = clone(spec)
+        part.set_params(**routed)  # skorch's Callback.set_params returns None
+        return part
     cls, fixed = (REGULARIZERS[spec], {}) if kind == "regularizer" else PRUNERS[spec]
     allowed = sorted(set(inspect.signature(cls).parameters) - set(fixed))
     unknown = sorted(set(routed) - set(allowed))
