@@ -1,8 +1,8 @@
 """skprune: sparse neural networks in scikit-learn."""
 
-from .estimators import SparseNetClassifier
+from .estimators import SparseNetClassifier, SparseNetRegressor
 from .search import ParetoSearchCV
 
 __version__ = "0.1.0"
 
-__all__ = ["SparseNetClassifier", "ParetoSearchCV", "__version__"]
+__all__ = ["SparseNetClassifier", "SparseNetRegressor", "ParetoSearchCV", "__version__"]
