@@ -9,7 +9,6 @@ Two things differ from a plain :class:`skorch.NeuralNetClassifier`:
   which is most of skorch's overhead on small networks.
 """
 
-import copy
 import math
 
 import torch
@@ -205,22 +204,16 @@ class SparseNet(NeuralNetClassifier):
         generator = getattr(self, "_generator", None) if training else None
         return TensorBatches(X, y, batch_size, shuffle=training, generator=generator)
 
-    @torch.no_grad()
     def predict_proba_float64(self, X):
-        """Class probabilities from a float64 copy of the trained module.
+        """Class probabilities from a float64 form of the module, made once.
 
         In float32 a sample's logits change in their last bits with the other
-        samples of its batch (matrix kernels block the batch differently), so
-        predictions would depend on how the data are split; in float64 those
-        differences are far below anything a caller compares.
+        samples of its batch, so predictions would depend on how the data are
+        split; see :mod:`skprune._inference` for the cached float64 form.
         """
-        module = copy.deepcopy(self.module_).to(torch.float64).eval()
-        size = max(self.batch_size, _EVAL_BATCH_SIZE)
-        chunks = []
-        for start in range(0, len(X), size):
-            out = module(X[start : start + size].to(self.device, torch.float64))
-            chunks.append(torch.softmax(out[0] if isinstance(out, tuple) else out, dim=1))
-        return torch.cat(chunks).cpu().numpy()
+        from ._inference import forward_proba
+
+        return forward_proba(self, X)
 
 
 class SparsityHistory(Callback):

@@ -18,6 +18,8 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
+from . import _inference
+from . import sparsify as _sparsify
 from ._net import SparseNet, SparsityHistory
 from ._validation import resolve_device
 from .models import BUILTIN_MODULES
@@ -447,11 +449,39 @@ class SparseNetClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
 
-        Computed in float64, so that a sample's probabilities do not depend on
-        the other samples passed with it.
+        Computed in float64 by a form of the network made once (compacted
+        after :meth:`sparsify`), so that a sample's probabilities do not
+        depend on the other samples passed with it.
         """
-        X = self._validate_predict_data(X)
-        return self.net_.predict_proba_float64(X)
+        return _inference.predict_proba(self, X)
+
+    def sparsify(self):
+        """Predict through the compacted network: dead units removed, CSR layers.
+
+        In place; ``density_``, ``layer_density_`` and ``history_`` still
+        describe the trained network, and ``fit`` starts from it again. See
+        :mod:`skprune.sparsify` for what is compacted.
+
+        Returns
+        -------
+        self : SparseNetClassifier
+        """
+        return _sparsify.sparsify(self)
+
+    def densify(self):
+        """Predict through the trained network again (undoes :meth:`sparsify`).
+
+        Returns
+        -------
+        self : SparseNetClassifier
+        """
+        return _sparsify.densify(self)
+
+    @property
+    def coef_(self):
+        """After :meth:`sparsify` only: the first regularised layer's weights as
+        a ``scipy.sparse`` CSR matrix (units × inputs), as ``SGDClassifier``."""
+        return _sparsify.sparse_coef(self)
 
     def predict(self, X):
         """Predicted class labels (of the type seen in ``fit``)."""
