@@ -199,7 +199,7 @@ def save(estimator, path):
     >>> clf = skprune.SparseNetClassifier(max_epochs=2, random_state=0).fit(X, y)
     >>> path = tempfile.mkdtemp() + "/model.skp"
     >>> skprune.save(clf, path)
-    >>> (skprune.load(path).predict_proba(X) == clf.predict_proba(X)).all()
+    >>> bool((skprune.load(path).predict_proba(X) == clf.predict_proba(X)).all())
     True
     """
     from safetensors.torch import save as save_tensors
