@@ -92,7 +92,19 @@ def compact_chain(weights, biases):
     return kept_inputs, weights, biases
 
 
+def _constant_ops(bias):
+    """A network whose every weight is dead outputs its folded output bias.
+
+    Written as one zero weight on the first feature, so that the form (and its
+    ONNX graph) has no zero-sized tensor.
+    """
+    zero = torch.zeros(len(bias), 1, dtype=bias.dtype)
+    return [Op("select", index=torch.tensor([0])), Op("linear", weight=zero, bias=bias)]
+
+
 def _linear_ops(weights, biases):
+    if not weights[0].shape[1]:
+        return _constant_ops(biases[-1])
     last = len(weights) - 1
     return [_linear_op(w, b, relu=i < last) for i, (w, b) in enumerate(zip(weights, biases))]
 
@@ -106,7 +118,7 @@ def _compact_mlp(module):
     weights, biases = zip(*map(_float64, layers))
     kept, weights, biases = compact_chain(weights, biases)
     n_features = layers[0].in_features
-    select = [] if len(kept) == n_features else [Op("select", index=kept)]
+    select = [] if len(kept) in (0, n_features) else [Op("select", index=kept)]
     return InferenceNet((n_features,), [*select, *_linear_ops(weights, biases)])
 
 
@@ -138,8 +150,8 @@ def _compact_lenet5(module):
     weights[0] = by_map.flatten(1)
     kept, weights, biases = compact_chain(weights, biases)
     maps = torch.unique(kept // n_maps)
-    if not len(maps):  # nothing reaches the dense layers: keep the safe form
-        return _csr_copy(module)
+    if not len(maps):
+        return InferenceNet(module.input_shape, [Op("flatten"), *_constant_ops(biases[-1])])
     conv1_kept = w2[maps].flatten(2).any(dim=2).any(dim=0).nonzero().flatten()
     w2, b2 = w2[maps][:, conv1_kept], b2[maps]
     rank = torch.full((by_map.shape[1],), -1, dtype=torch.long)
