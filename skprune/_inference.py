@@ -103,39 +103,56 @@ def _linear_feature_major(op, h):
     return torch.relu_(out) if op.relu else out
 
 
-def _cache_key(module, sparse):
-    tensors = [*module.parameters(), *module.buffers()]
-    return (sparse, *((t.data_ptr(), t._version) for t in tensors))
+class _Entry:
+    """A cached form, with the tensors it was made from and their versions."""
+
+    def __init__(self, module, sparse, form):
+        self.tensors = [*module.parameters(), *module.buffers()]
+        self.sparse, self.key, self.form = sparse, self.versions(), form
+        self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
+        # The compacted form drops inputs before it converts them to float64.
+        self.dtype = None if isinstance(form, InferenceNet) else torch.float64
+
+    def versions(self):
+        # An in-place update bumps ``_version``; a new tensor has a new address.
+        return [(t.data_ptr(), t._version) for t in self.tensors]
 
 
-def inference_form(net):
-    """The cached float64 form of ``net.module_`` (compacted when sparsified)."""
+def _entry(net):
     module = net.module_
     sparse = bool(getattr(net, "_skprune_sparse", False))
-    key = _cache_key(module, sparse)
-    hit = _CACHE.get(module)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    entry = _CACHE.get(module)
+    if entry is not None and entry.sparse == sparse and entry.versions() == entry.key:
+        return entry
     if sparse:
         from .sparsify import compact
 
         form = compact(module)
     else:
-        form = copy.deepcopy(module).to(torch.float64).eval()
-    _CACHE[module] = (key, form)
-    return form
+        form = copy.deepcopy(module).to(torch.float64).eval().requires_grad_(False)
+    _CACHE[module] = entry = _Entry(module, sparse, form)
+    return entry
 
 
-@torch.no_grad()
+def inference_form(net):
+    """The cached float64 form of ``net.module_`` (compacted when sparsified).
+
+    Made again when the module's parameters or buffers changed in place or were
+    replaced by other tensors (a parameter added to the module afterwards is
+    not seen: ``fit`` makes a new module).
+    """
+    return _entry(net).form
+
+
 def forward_proba(net, X):
-    """Softmax of the float64 inference form on the tensor ``X``, as numpy."""
-    form = inference_form(net)
-    device = next(net.module_.parameters()).device
-    # The compacted form drops inputs before it converts them.
-    dtype = X.dtype if isinstance(form, InferenceNet) else torch.float64
+    """Softmax of the float64 inference form on the tensor ``X``, as numpy.
+
+    The form's tensors need no gradient, so no autograd graph is recorded.
+    """
+    entry = _entry(net)
     chunks = []
     for start in range(0, len(X), _CHUNK):
-        out = form(X[start : start + _CHUNK].to(device, dtype))
+        out = entry.form(X[start : start + _CHUNK].to(entry.device, entry.dtype))
         out = out[0] if isinstance(out, tuple) else out
         chunks.append(torch.softmax(out.double(), dim=1))
     return (chunks[0] if len(chunks) == 1 else torch.cat(chunks)).cpu().numpy()

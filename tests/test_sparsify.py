@@ -157,3 +157,43 @@ def test_predict_proba_fast_path_keeps_input_checks(pruned):
     np.testing.assert_allclose(
         clf.predict_proba(X[:4].astype(np.float64)), clf.predict_proba(X[:4])
     )
+
+
+@pytest.mark.slow
+def test_sparsified_lenet300_at_one_percent_beats_a_float32_torch_forward():
+    import statistics
+    import time
+
+    from skprune.datasets import find_mnist_10k, mnist_10k_split
+
+    if find_mnist_10k() is None:
+        pytest.skip("needs MNIST-10k")
+    X_train, X_test, y_train, _ = mnist_10k_split(flat=True)
+    clf = SparseNetClassifier(
+        "lenet300",
+        regularizer=None,
+        pruning="global",
+        target_density=0.01,
+        max_epochs=2,
+        finetune_epochs=1,
+        batch_size=64,
+        random_state=0,
+    ).fit(X_train, y_train)
+    X = X_test[:256]
+    module = clf.net_.module_.eval()
+    dense = torch.softmax(module(torch.from_numpy(X)), 1).detach().numpy()
+    clf.sparsify()
+    np.testing.assert_array_equal(clf.predict_proba(X).argmax(1), dense.argmax(1))
+
+    def plain():
+        with torch.no_grad():
+            torch.softmax(module(torch.from_numpy(X)), 1).numpy()
+
+    def seconds(fn, n=20):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return time.perf_counter() - start
+
+    ratios = [seconds(plain) / seconds(lambda: clf.predict_proba(X)) for _ in range(7)]
+    assert statistics.median(ratios) >= 3
