@@ -97,10 +97,9 @@ class InferenceNet:
 
 
 def _linear_feature_major(op, h):
-    if op.is_csr:
-        out = torch.sparse.mm(op.weight, h).add_(op.bias[:, None])
-    else:
-        out = torch.addmm(op.bias[:, None], op.weight, h)
+    # ``addmm`` takes a CSR or dense weight alike and adds the bias in the
+    # product, with no zero-filled output first.
+    out = torch.addmm(op.bias[:, None], op.weight, h)
     return torch.relu_(out) if op.relu else out
 
 
