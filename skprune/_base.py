@@ -34,6 +34,7 @@ from .pruning import Pruner
 from .registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
 from .regularizers import Regularizer
 from .schedules import LR_SCHEDULES, make_lr_schedule
+from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
 
@@ -41,7 +42,7 @@ __all__ = ["BaseSparseNet"]
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 
 
-class BaseSparseNet(RoutedParams, BaseEstimator):
+class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
     """Base class of the sparse network estimators (see :class:`~skprune.SparseNetClassifier`)."""
 
     _parameter_constraints = {

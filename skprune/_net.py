@@ -9,7 +9,6 @@ Two things differ from a plain skorch net:
   which is most of skorch's overhead on small networks.
 """
 
-import copy
 import math
 
 import torch
@@ -237,22 +236,17 @@ class _SparseTraining:
         weight = self.train_sample_weight if training else None
         return TensorBatches(X, y, batch_size, training, generator, sample_weight=weight)
 
-    @torch.no_grad()
     def forward_float64(self, X):
-        """The module's outputs for ``X`` from a float64 copy of the trained module.
+        """The module's outputs for the tensor ``X``, as a float64 ndarray.
 
         In float32 a sample's outputs change in their last bits with the other
-        samples of its batch (matrix kernels block the batch differently), so
-        predictions would depend on how the data are split; in float64 those
-        differences are far below anything a caller compares.
+        samples of its batch, so predictions would depend on how the data are
+        split; they come from a float64 form of the module made once (see
+        :mod:`skprune._inference`), compacted after ``sparsify()``.
         """
-        module = copy.deepcopy(self.module_).to(torch.float64).eval()
-        size = max(self.batch_size, _EVAL_BATCH_SIZE)
-        chunks = []
-        for start in range(0, len(X), size):
-            out = module(X[start : start + size].to(self.device, torch.float64))
-            chunks.append(out[0] if isinstance(out, tuple) else out)
-        return torch.cat(chunks).cpu()
+        from ._inference import forward_outputs
+
+        return forward_outputs(self, X)
 
 
 class SparseNet(_SparseTraining, NeuralNetClassifier):
@@ -262,7 +256,9 @@ class SparseNet(_SparseTraining, NeuralNetClassifier):
 
     def predict_proba_float64(self, X):
         """Class probabilities (ndarray) from :meth:`forward_float64`."""
-        return torch.softmax(self.forward_float64(X), dim=1).numpy()
+        from ._inference import softmax
+
+        return softmax(self.forward_float64(X))
 
 
 class SparseNetRegression(_SparseTraining, NeuralNetRegressor):

@@ -10,6 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from skorch.callbacks import EpochScoring
 from torch import nn
 
+from . import _inference
 from ._base import BaseSparseNet
 from ._net import SparseNet, SparseNetRegression
 
@@ -273,11 +274,11 @@ Neural network classifier trained for accuracy *and* sparsity.
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
 
-        Computed in float64, so that a sample's probabilities do not depend on
-        the other samples passed with it.
+        Computed in float64 by a form of the network made once (compacted
+        after :meth:`sparsify`), so that a sample's probabilities do not
+        depend on the other samples passed with it.
         """
-        X = self._validate_predict_data(X)
-        return self.net_.predict_proba_float64(X)
+        return _inference.softmax(_inference.predict_outputs(self, X))
 
     def predict(self, X):
         """Predicted class labels (of the type seen in ``fit``)."""
@@ -368,11 +369,11 @@ Neural network regressor trained for accuracy *and* sparsity.
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as ``y`` in ``fit``.
 
-        Computed in float64, so that a sample's prediction does not depend on
-        the other samples passed with it.
+        Computed in float64 by a form of the network made once (compacted
+        after :meth:`sparsify`), so that a sample's prediction does not depend
+        on the other samples passed with it.
         """
-        X = self._validate_predict_data(X)
-        y = self.net_.forward_float64(X).numpy() * self.target_scale_ + self.target_mean_
+        y = _inference.predict_outputs(self, X) * self.target_scale_ + self.target_mean_
         return y.ravel() if self._y_1d else y
 
 
