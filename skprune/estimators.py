@@ -25,7 +25,7 @@ _PARAMETERS = """\
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, \\
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, \
             Regularizer or None, default="l1"
         Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
         smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
@@ -39,7 +39,7 @@ _PARAMETERS = """\
     lam : float in [0, 1), default=1e-4
         λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
         so λ means what it means in the paper.
-    pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \\
+    pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \
             "lobster"}, Pruner or None, default="auto"
         ``"auto"``: ``"batch"``, or None for a regularizer that prunes itself
         (``"hard_concrete"``).
@@ -313,7 +313,7 @@ Neural network regressor trained for accuracy *and* sparsity.
     ----------
     n_outputs_ : int
         Number of target columns.
-    target_mean_, target_scale_ : ndarray of shape (n_outputs_,)
+    target_mean_, target_scale_ : ndarray of shape (n_outputs,)
         The standardisation of the targets: the network predicts
         ``(y − target_mean_) / target_scale_``.
 """
