@@ -17,7 +17,8 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback
 
 from .metrics import count_nonzero, layer_density, regularized_layers
-from .regularizers import has_analytic_grad, penalty_term
+from .optim import MultiObjectiveOptimizer
+from .pruning import StopTraining
 
 __all__ = ["TensorBatches", "SparseNet", "SparsityHistory"]
 
@@ -135,30 +136,35 @@ class SparseNet(NeuralNetClassifier):
     def regularized_weights(self):
         return [layer.weight for _, layer in self.regularized_named_]
 
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """skorch's ``partial_fit``, except that ``KeyboardInterrupt`` propagates.
+
+        skorch ends training quietly on ``KeyboardInterrupt`` and would return a
+        network trained for fewer epochs than asked as if it were finished;
+        callbacks that end training early raise :class:`StopTraining` instead.
+        """
+        if not self.initialized_:
+            self.initialize()
+        self.notify("on_train_begin", X=X, y=y)
+        try:
+            self.fit_loop(X, y, **fit_params)
+        except StopTraining:
+            pass
+        self.notify("on_train_end", X=X, y=y)
+        return self
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         reg, weights = self.regularizer, self.regularized_weights()
-        self._penalized = bool(
-            reg is not None and self.lam > 0 and weights and getattr(reg, "in_loss", True)
-        )
-        self._analytic = self._penalized and has_analytic_grad(reg, weights)
-        if getattr(self.optimizer_, "multiobjective", False):
-            self._hand_objective_to_optimizer(reg, weights)
+        self._penalized = bool(reg is not None and self.lam > 0 and weights and reg.in_loss)
+        if isinstance(self.optimizer_, MultiObjectiveOptimizer):
+            # Reiners §3.2: E is the loss, Ω goes to the optimiser apart.
+            self._penalized = False
+            self.optimizer_.set_objective(reg, weights)
         self._generator = torch.Generator()
         if self.seed is not None:
             self._generator.manual_seed(self.seed)
         self.reset_ce()
-
-    def _hand_objective_to_optimizer(self, reg, weights):
-        """Multi-objective optimisers (Reiners §3.2) get E as the loss and Ω apart."""
-        if reg is None or not weights or not getattr(reg, "in_loss", True):
-            raise ValueError(
-                f"The multi-objective optimizer {type(self.optimizer_).__name__} needs a "
-                "regularizer that enters the loss and regularised weights to act on; got "
-                f"regularizer={reg!r} on {len(weights)} weight tensor(s)."
-            )
-        self._penalized = self._analytic = False
-        self.optimizer_.set_objective(reg, weights)
 
     def reset_ce(self):
         """Start a new running mean of the training cross-entropy E."""
@@ -181,7 +187,7 @@ class SparseNet(NeuralNetClassifier):
         self._ce_sizes.append(len(y_true))
         if not self._penalized:
             return ce
-        omega = penalty_term(self.regularizer, self.regularized_weights(), self._analytic)
+        omega = self.regularizer.loss_term(self.regularized_weights())
         return (1.0 - self.lam) * ce + self.lam * omega
 
     def _set_training(self, training=True):

@@ -42,7 +42,7 @@ from .gates import TEMPERATURE, attach_gate, fold_gate
 from .metrics import count_nonzero
 from .regularizers import Regularizer
 
-__all__ = ["dual_step", "HardConcrete", "make_hard_concrete"]
+__all__ = ["dual_step", "HardConcrete"]
 
 # Louizos et al.'s code clamps log α to [log 1e-2, log 1e2] (±4.6); there a closed gate
 # still counts P(z ≠ 0) = 0.05 in the expected density, which then overstates the
@@ -139,6 +139,16 @@ class HardConcrete(Regularizer):
 
     #: The gates are the pruning: ``pruning="auto"`` resolves to none.
     prunes_itself = True
+    estimator_params = ("target_density",)
+
+    def validate(self, estimator):
+        # Threshold pruning would cut a weight that is the product of a gate and a
+        # magnitude; magnitude pruning would impose the density a second time.
+        if estimator.pruning not in (None, "auto"):
+            raise ValueError(
+                "regularizer='hard_concrete' prunes through its gates and needs pruning=None "
+                f"(or 'auto'); got pruning={estimator.pruning!r}."
+            )
 
     @property
     def in_loss(self):
@@ -279,27 +289,3 @@ class HardConcrete(Regularizer):
             fold_gate(layers[name])
         self.multipliers_ = {g: float(mu) for g, mu in self.multipliers_.items()}
         self.gates_, self.optimizer_, self.violation_ = [], None, {}
-
-
-def make_hard_concrete(estimator, **params):
-    """``REGULARIZERS["hard_concrete"]``: the gates for ``estimator``'s settings.
-
-    The gates are the pruning, so any other ``pruning`` mode contradicts them:
-    threshold pruning would cut a weight that is the product of a gate and a
-    magnitude, and magnitude pruning to ``target_density`` would impose the
-    density a second time.
-    """
-    if estimator.pruning not in (None, "auto"):
-        raise ValueError(
-            "regularizer='hard_concrete' prunes through its gates and needs pruning=None "
-            "(or 'auto'); "
-            f"got pruning={estimator.pruning!r}."
-        )
-    options = sorted(HardConcrete._parameter_constraints.keys() - {"target_density"})
-    unknown = sorted(set(params) - set(options))
-    if unknown:
-        raise ValueError(
-            f"regularizer='hard_concrete' got unknown options {unknown}; its options are "
-            f"{[f'regularizer__{name}' for name in options]}."
-        )
-    return HardConcrete(target_density=estimator.target_density, **params)

@@ -22,9 +22,8 @@ It ends when a pruning stage prunes nothing (or ``max_epochs`` is spent).
 """
 
 import torch
-from skorch.callbacks import Callback
 
-from .magnitude import apply_masks_
+from .pruning import Pruner, StopTraining, apply_masks_
 from .regularizers import Regularizer
 
 __all__ = [
@@ -136,14 +135,14 @@ class LOBSTER(Regularizer):
             self.shrinkage_ = None
 
 
-class LobsterPruning(Callback):
+class LobsterPruning(Pruner):
     """LOBSTER's learning and pruning stages (§4) with the pruned weights held at zero.
 
     Parameters
     ----------
-    patience : int
+    patience : int, default=5
         PWE: epochs without a lower validation loss that end a learning stage.
-    loss_tolerance : float
+    loss_tolerance : float, default=0.05
         TWT: a pruning stage keeps the validation loss within
         ``(1 + loss_tolerance)·L̂`` (eq. 19), L̂ that of the best network N̂.
     eps : float, default=1e-10
@@ -159,13 +158,15 @@ class LobsterPruning(Callback):
     ``event_lobster_prune`` (the number of weights it pruned).
     """
 
-    def __init__(self, patience, loss_tolerance, eps=1e-10):
+    estimator_params = ("patience", "loss_tolerance")
+    needs_validation = True
+
+    def __init__(self, patience=5, loss_tolerance=0.05, eps=1e-10):
         self.patience = patience
         self.loss_tolerance = loss_tolerance
         self.eps = eps
 
     def initialize(self):
-        self.masks_ = None
         self.best_loss_ = float("inf")
         self.best_state_ = None
         self.wait_ = 0
@@ -182,17 +183,9 @@ class LobsterPruning(Callback):
     def on_epoch_begin(self, net, **kwargs):
         if self.done_:
             net.history.pop()  # the row skorch opened for an epoch that will not run
-            raise KeyboardInterrupt
-
-    def on_batch_end(self, net, training=False, **kwargs):
-        if training and self.masks_ is not None:
-            apply_masks_(net.regularized_weights(), self.masks_)
+            raise StopTraining
 
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
-        if dataset_valid is None:
-            raise ValueError(
-                "pruning='lobster' needs validation data: set validation_fraction > 0."
-            )
         self.epochs_ += 1
         loss = net.history[-1, "valid_loss"]
         if loss < self.best_loss_:
@@ -224,7 +217,7 @@ class LobsterPruning(Callback):
             masks = [m & old for m, old in zip(masks, self.masks_)]
         _masked_copy_(weights, before, masks)
         pruned = sum(int((b != 0).sum() - (b * m != 0).sum()) for b, m in zip(before, masks))
-        self.masks_ = masks
+        self.set_masks(net, masks)
         net.history.record("lobster_threshold", threshold)
         net.history.record("event_lobster_prune", pruned)
         self._remember(net, loss_at(threshold) if pruned else self.best_loss_)

@@ -16,13 +16,13 @@ zero whatever momentum or Adam moments they carry.
 """
 
 import torch
-from skorch.callbacks import Callback
+
+from .pruning import Pruner
 
 __all__ = [
     "global_magnitude_masks",
     "layerwise_magnitude_masks",
     "random_masks",
-    "apply_masks_",
     "MASKS",
     "MagnitudePruning",
 ]
@@ -97,21 +97,6 @@ def random_masks(weights, density, generator=None):
     return masks
 
 
-@torch.no_grad()
-def apply_masks_(weights, masks):
-    """Set the weights outside their mask to exactly zero, in place.
-
-    Examples
-    --------
-    >>> w = torch.tensor([1.0, -2.0, 3.0])
-    >>> apply_masks_([w], [torch.tensor([True, False, True])])
-    >>> w
-    tensor([1., 0., 3.])
-    """
-    for w, m in zip(weights, masks):
-        w.masked_fill_(~m, 0.0)
-
-
 #: method name -> masks(weights, density, generator)
 MASKS = {
     "global": lambda weights, density, generator: global_magnitude_masks(weights, density),
@@ -120,24 +105,24 @@ MASKS = {
 }
 
 
-class MagnitudePruning(Callback):
-    """Prune to ``target_density`` after ``prune_after`` epochs, then hold the mask.
+class MagnitudePruning(Pruner):
+    """Prune to ``target_density`` after training, then fine-tune with the mask held.
 
-    The estimator trains ``max_epochs + extra_epochs`` epochs in all: the
-    callback prunes at the end of epoch ``prune_after`` (its ``max_epochs``)
-    and the ``finetune_epochs`` that follow train with the mask held. With
-    ``prune_after=0`` it prunes before the first step.
+    The estimator trains ``max_epochs + finetune_epochs`` epochs in all: the
+    callback prunes at the end of epoch ``prune_after`` (by default the
+    estimator's ``max_epochs``) and the ``finetune_epochs`` that follow train
+    with the mask held. With ``prune_after=0`` it prunes before the first step.
 
     Parameters
     ----------
-    method : {"global", "layerwise", "random"}
-    target_density : float or dict
+    method : {"global", "layerwise", "random"}, default="global"
+    target_density : float or dict or None, default=None
         ε, or layer name -> ε_l (``"layerwise"`` and ``"random"``; layers not
-        named keep all their weights).
-    prune_after : int
-        Epochs of training before pruning.
-    finetune_epochs : int, default=0
+        named keep all their weights). Required.
+    finetune_epochs : int, default=3
         Epochs of training with the mask held after pruning.
+    prune_after : int or None, default=None
+        Epochs of training before pruning; None: all but the fine-tuning ones.
     seed : int or None, default=None
         Seeds the draw of ``"random"`` pruning (the net's seed when None).
 
@@ -145,11 +130,15 @@ class MagnitudePruning(Callback):
     epoch that pruned.
     """
 
-    def __init__(self, method, target_density, prune_after, finetune_epochs=0, seed=None):
+    estimator_params = ("target_density", "finetune_epochs")
+
+    def __init__(
+        self, method="global", target_density=None, finetune_epochs=3, prune_after=None, seed=None
+    ):
         self.method = method
         self.target_density = target_density
-        self.prune_after = prune_after
         self.finetune_epochs = finetune_epochs
+        self.prune_after = prune_after
         self.seed = seed
 
     @property
@@ -157,25 +146,40 @@ class MagnitudePruning(Callback):
         """Epochs the estimator adds to ``max_epochs`` for fine-tuning."""
         return self.finetune_epochs
 
+    def validate(self, estimator):
+        if self.method not in MASKS:
+            raise ValueError(
+                f"The 'method' parameter of MagnitudePruning must be one of {sorted(MASKS)}. "
+                f"Got {self.method!r} instead."
+            )
+        if self.target_density is None:
+            raise ValueError(
+                f"pruning={self.method!r} prunes to the 'target_density' parameter, which is "
+                "None; set target_density to a float in (0, 1] (e.g. 0.05)."
+            )
+        if self.method == "global" and isinstance(self.target_density, dict):
+            raise ValueError(
+                "pruning='global' needs one float 'target_density' for the whole network; "
+                f"got the per-layer dict {self.target_density!r}. Use pruning='layerwise' "
+                "for per-layer levels."
+            )
+
     def initialize(self):
-        self.masks_ = None
         self.epochs_ = 0
         return super().initialize()
 
     def on_train_begin(self, net, **kwargs):
         self.epochs_ = 0
-        if self.prune_after == 0 and self.masks_ is None:
+        self.prune_after_ = (
+            net.max_epochs - self.finetune_epochs if self.prune_after is None else self.prune_after
+        )
+        if self.prune_after_ == 0 and self.masks_ is None:
             self._prune(net)
-
-    def on_batch_end(self, net, training=False, **kwargs):
-        if training and self.masks_ is not None:
-            apply_masks_(net.regularized_weights(), self.masks_)
 
     def on_epoch_end(self, net, **kwargs):
         self.epochs_ += 1
-        if self.epochs_ == self.prune_after and self.masks_ is None:
-            density = self._prune(net)
-            net.history.record("event_prune", density)
+        if self.epochs_ == self.prune_after_ and self.masks_ is None:
+            net.history.record("event_prune", self._prune(net))
 
     def _densities(self, net):
         if not isinstance(self.target_density, dict):
@@ -183,10 +187,9 @@ class MagnitudePruning(Callback):
         return [self.target_density.get(name, 1.0) for name, _ in net.named_regularized_weights()]
 
     def _prune(self, net):
-        weights = net.regularized_weights()
-        seed = self.seed if self.seed is not None else getattr(net, "seed", None)
+        seed = self.seed if self.seed is not None else net.seed
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
-        self.masks_ = MASKS[self.method](weights, self._densities(net), generator)
-        apply_masks_(weights, self.masks_)
-        kept = sum(int(m.sum()) for m in self.masks_)
-        return kept / max(1, sum(m.numel() for m in self.masks_))
+        masks = MASKS[self.method](net.regularized_weights(), self._densities(net), generator)
+        self.set_masks(net, masks)
+        kept = sum(int(m.sum()) for m in masks)
+        return kept / max(1, sum(m.numel() for m in masks))

@@ -31,8 +31,6 @@ __all__ = [
     "MRMSProp",
     "LambdaHistory",
     "lambda_history",
-    "OPTIMIZERS",
-    "make_optimizer",
 ]
 
 
@@ -105,9 +103,6 @@ class MultiObjectiveOptimizer(torch.optim.Optimizer):
         With no second objective set (:meth:`set_objective` not called) λ is 0.
     """
 
-    #: Tells :class:`~skprune._net.SparseNet` to leave Ω out of the loss.
-    multiobjective = True
-
     def __init__(self, params, defaults, lam=None):
         if lam is not None and not 0 <= lam <= 1:
             raise ValueError(
@@ -129,11 +124,7 @@ class MultiObjectiveOptimizer(torch.optim.Optimizer):
         weights = [p for p in params if id(p) in regularized]
         if self.regularizer is None or not weights:
             return {}
-        grad = getattr(self.regularizer, "grad", None)
-        grads = [grad(w) for w in weights] if grad is not None else [None]
-        if any(g is None for g in grads):
-            grads = _autograd_omega(self.regularizer, weights)
-        return {id(w): g for w, g in zip(weights, grads)}
+        return {id(w): g for w, g in zip(weights, self.regularizer.gradients(weights))}
 
     def _choose_lambda(self, params, omega):
         """λ* of eq. (15) over the whole weight vector (g₂ = 0 off Ω's weights)."""
@@ -168,14 +159,6 @@ class MultiObjectiveOptimizer(torch.optim.Optimizer):
     def _update(self, group, params, omega, lam):
         """Move ``params`` along their update combined with weight ``lam``."""
         raise NotImplementedError
-
-
-def _autograd_omega(regularizer, weights):
-    """∇Ω by autograd, for regularizers without an analytic ``grad``."""
-    with torch.enable_grad():
-        leaves = [w.detach().requires_grad_() for w in weights]
-        grads = torch.autograd.grad(regularizer.penalty(leaves), leaves, allow_unused=True)
-    return [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads)]
 
 
 def _objective_state(optimizer, params, suffix, keys, step_device=None):
@@ -341,9 +324,9 @@ class MRMSProp(_PerObjectiveMoments):
 
 def lambda_history(optimizer):
     """The λ* of every step of a multi-objective optimiser (ndarray), else None."""
-    lambdas = getattr(optimizer, "lambda_history", None)
-    if lambdas is None:
+    if not isinstance(optimizer, MultiObjectiveOptimizer):
         return None
+    lambdas = optimizer.lambda_history
     if not lambdas:
         return np.empty(0)
     return torch.stack(lambdas).double().cpu().numpy()
@@ -353,42 +336,11 @@ class LambdaHistory(Callback):
     """Records in ``net.history`` the mean λ* of each epoch's steps as ``lambda``."""
 
     def initialize(self):
-        self._seen = 0
+        self.seen_ = 0
         return self
 
     def on_epoch_end(self, net, **kwargs):
-        lambdas = net.optimizer_.lambda_history[self._seen :]
-        self._seen += len(lambdas)
+        lambdas = net.optimizer_.lambda_history[self.seen_ :]
+        self.seen_ += len(lambdas)
         mean = float(torch.stack(lambdas).double().mean()) if lambdas else float("nan")
         net.history.record("lambda", mean)
-
-
-def _fused_if_cpu(estimator, device):
-    # torch's single-tensor Adam/RMSprop loop is Python over parameters; the fused
-    # CPU kernel does the same update in one call (CUDA picks foreach itself).
-    return {"fused": True} if device.type == "cpu" else {}
-
-
-def _no_defaults(estimator, device):
-    return {}
-
-
-#: name -> (torch optimiser class, factory(estimator, device) -> default kwargs)
-OPTIMIZERS = {
-    "sgd": (torch.optim.SGD, _no_defaults),
-    "adam": (torch.optim.Adam, _fused_if_cpu),
-    "rmsprop": (torch.optim.RMSprop, _no_defaults),
-    "smgd": (SMGD, _no_defaults),
-    "madam": (MAdam, _no_defaults),
-    "mrmsprop": (MRMSProp, _no_defaults),
-}
-
-
-def make_optimizer(estimator, device):
-    """``(optimizer class, kwargs)`` for ``estimator.optimizer`` on ``device``."""
-    spec = estimator.optimizer
-    user_kwargs = estimator._prefixed_params("optimizer")
-    if isinstance(spec, str):
-        cls, defaults = OPTIMIZERS[spec]
-        return cls, {**defaults(estimator, device), **user_kwargs}
-    return spec, user_kwargs

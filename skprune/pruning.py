@@ -1,20 +1,23 @@
 """Pruning as skorch callbacks that act after ``optimizer.step()``.
 
-Each pruning mode of :class:`~skprune.SparseNetClassifier` is a factory in
-:data:`PRUNERS` that turns the estimator's settings into callbacks. The callbacks
-reach the regularised weights through ``net.regularized_weights()``.
+Every pruning mode is a :class:`Pruner`: a callback that reaches the
+regularised weights through ``net.regularized_weights()`` and, once it has set
+masks, holds them after every optimiser step, so pruned weights stay exactly
+zero whatever momentum or Adam moments they carry.
 """
 
 import torch
 from skorch.callbacks import Callback
 
-__all__ = [
-    "soft_threshold_",
-    "ThresholdPruning",
-    "PRUNERS",
-    "resolve_pruning",
-    "make_pruning_callbacks",
-]
+__all__ = ["soft_threshold_", "apply_masks_", "Pruner", "ThresholdPruning", "StopTraining"]
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training early and normally.
+
+    :class:`~skprune._net.SparseNet` catches it, finishes the fit as if the
+    last epoch had been the last one, and lets ``KeyboardInterrupt`` through.
+    """
 
 
 @torch.no_grad()
@@ -36,23 +39,98 @@ def soft_threshold_(weights, threshold):
         torch.hardshrink(w, threshold, out=w)
 
 
-class ThresholdPruning(Callback):
+@torch.no_grad()
+def apply_masks_(weights, masks):
+    """Set the weights outside their mask to exactly zero, in place.
+
+    Examples
+    --------
+    >>> w = torch.tensor([1.0, -2.0, 3.0])
+    >>> apply_masks_([w], [torch.tensor([True, False, True])])
+    >>> w
+    tensor([1., 0., 3.])
+    """
+    for w, m in zip(weights, masks):
+        w.masked_fill_(~m, 0.0)
+
+
+class Pruner(Callback):
+    """Base class of the pruning modes.
+
+    A subclass decides when to prune with skorch's hooks (``on_train_begin``,
+    ``on_epoch_end``, ...) and calls :meth:`set_masks` to prune; the base class
+    then holds the masks after every training step. Parameters are
+    ``__init__`` arguments, settable as ``pruning__<name>``.
+
+    Attributes
+    ----------
+    estimator_params : tuple of str, class attribute, default=()
+        Estimator parameters the pruner takes as its own arguments of the same
+        name when built from a name (``threshold``, ``target_density``, ...).
+    needs_validation : bool, class attribute, default=False
+        Whether the pruner reads the validation loss (``validation_fraction``
+        must then be > 0).
+    extra_epochs : int, default=0
+        Epochs the estimator trains beyond ``max_epochs`` (fine-tuning).
+    masks_ : list of bool tensors or None
+        The masks held, one per regularised weight; None before pruning.
+    """
+
+    estimator_params = ()
+    needs_validation = False
+    extra_epochs = 0
+
+    def initialize(self):
+        self.masks_ = None
+        return super().initialize()
+
+    def set_masks(self, net, masks):
+        """Prune ``net`` to ``masks`` now and hold them from here on."""
+        self.masks_ = masks
+        apply_masks_(net.regularized_weights(), masks)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and self.masks_ is not None:
+            apply_masks_(net.regularized_weights(), self.masks_)
+
+    def validate(self, estimator):
+        """Check the pruner against the estimator's settings, at the top of ``fit``."""
+        if self.needs_validation and not estimator.validation_fraction:
+            raise ValueError(
+                f"{type(self).__name__} evaluates the validation loss every epoch, but the "
+                "'validation_fraction' parameter is 0; set it > 0 (e.g. 0.1)."
+            )
+
+
+class ThresholdPruning(Pruner):
     """Intra-training threshold pruning with τ (Reiners §4).
 
     All modes prune once before training ("we already start with a sparse
     initialized weight matrix") and once after the last step; ``"batch"`` also
-    prunes after every optimiser step and ``"epoch"`` after every epoch.
+    prunes after every optimiser step and ``"epoch"`` after every epoch. No mask
+    is held: pruned weights may grow back.
 
     Parameters
     ----------
-    threshold : float
+    threshold : float >= 0, default=1e-3
         τ; weights with ``|w| <= τ`` are set to zero.
-    when : {"batch", "epoch", "after"}
+    when : {"batch", "epoch", "after"}, default="batch"
     """
 
-    def __init__(self, threshold, when="batch"):
+    estimator_params = ("threshold",)
+
+    def __init__(self, threshold=1e-3, when="batch"):
         self.threshold = threshold
         self.when = when
+
+    def validate(self, estimator):
+        if self.when not in ("batch", "epoch", "after"):
+            raise ValueError(
+                "The 'when' parameter of ThresholdPruning must be one of "
+                f"{{'batch', 'epoch', 'after'}}. Got {self.when!r} instead."
+            )
+        if self.threshold < 0:
+            raise ValueError(f"ThresholdPruning needs threshold >= 0. Got {self.threshold!r}.")
 
     def _prune(self, net):
         soft_threshold_(net.regularized_weights(), self.threshold)
@@ -70,84 +148,3 @@ class ThresholdPruning(Callback):
 
     def on_train_end(self, net, **kwargs):
         self._prune(net)
-
-
-def _threshold(when):
-    def factory(estimator):
-        return [ThresholdPruning(estimator.threshold, when=when)]
-
-    return factory
-
-
-def _magnitude(method):
-    def factory(estimator):
-        from .magnitude import MagnitudePruning
-
-        density = estimator.target_density
-        if density is None:
-            raise ValueError(
-                f"pruning={method!r} prunes to the 'target_density' parameter, which is "
-                "None; set target_density to a float in (0, 1] (e.g. 0.05)."
-            )
-        if method == "global" and isinstance(density, dict):
-            raise ValueError(
-                "pruning='global' needs one float 'target_density' for the whole network; "
-                f"got the per-layer dict {density!r}. Use pruning='layerwise' for per-layer levels."
-            )
-        return [
-            MagnitudePruning(
-                method,
-                density,
-                prune_after=estimator.max_epochs,
-                finetune_epochs=estimator.finetune_epochs,
-            )
-        ]
-
-    return factory
-
-
-def _lobster(estimator):
-    from .lobster import LobsterPruning
-
-    if not estimator.validation_fraction:
-        raise ValueError(
-            "pruning='lobster' evaluates the validation loss every epoch, but the "
-            "'validation_fraction' parameter is 0; set it > 0 (e.g. 0.1)."
-        )
-    return [LobsterPruning(estimator.patience, estimator.loss_tolerance)]
-
-
-#: name -> factory(estimator) -> list of skorch callbacks. A callback with an
-#: ``extra_epochs`` attribute makes the estimator train that many epochs more
-#: than ``max_epochs`` (fine-tuning after magnitude pruning).
-PRUNERS = {
-    "batch": _threshold("batch"),
-    "epoch": _threshold("epoch"),
-    "after": _threshold("after"),
-    "global": _magnitude("global"),
-    "layerwise": _magnitude("layerwise"),
-    "random": _magnitude("random"),
-    "lobster": _lobster,
-}
-
-
-def resolve_pruning(pruning, regularizer):
-    """The pruning mode ``"auto"`` stands for: none for a regularizer that prunes
-    itself (``prunes_itself = True``, as the hard-concrete gates), else ``"batch"``.
-
-    Examples
-    --------
-    >>> resolve_pruning("auto", None), resolve_pruning("epoch", None)
-    ('batch', 'epoch')
-    """
-    if pruning != "auto":
-        return pruning
-    return None if getattr(regularizer, "prunes_itself", False) else "batch"
-
-
-def make_pruning_callbacks(estimator, regularizer=None):
-    """The callbacks that ``estimator.pruning`` names (none for ``None``)."""
-    pruning = resolve_pruning(estimator.pruning, regularizer)
-    if pruning is None:
-        return []
-    return PRUNERS[pruning](estimator)

@@ -1,56 +1,97 @@
 """Complexity objectives Ω and how they enter training.
 
-The regularizer protocol
-------------------------
-A regularizer is a skorch :class:`~skorch.callbacks.Callback` (so it may react to
-``on_train_begin``, ``on_batch_end``, ... and write to ``net.history``) with:
-
-``penalty(weights) -> torch.Tensor``
-    Ω summed over the regularised weight tensors (a 0-d tensor). It is what
-    ``objectives_`` and ``history_["penalty"]`` report.
-``grad(w) -> torch.Tensor or None``
-    ∂Ω/∂w for one tensor, computed without autograd; the training loss
-    ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7) backpropagates λ times this into the
-    weights. Return ``None`` to let autograd differentiate :meth:`penalty`, and
-    set ``in_loss = False`` for regularizers that act outside the loss (LOBSTER's
-    shrinkage after the optimiser step).
-
-Any object with a ``penalty`` method works as ``regularizer=``; the other hooks
-are optional.
+Every Ω is a :class:`Regularizer`: a skorch callback (it may react to
+``on_train_begin``, ``on_batch_end``, ... and write to ``net.history``) with one
+required method, :meth:`Regularizer.penalty`, an optional analytic gradient
+:meth:`Regularizer.grad`, and its behaviour declared once as class attributes.
+The training loss ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7) and the multi-objective
+optimisers both take ∇Ω from :meth:`Regularizer.gradients`.
 """
 
-import inspect
+from abc import ABC, abstractmethod
 from numbers import Real
 
 import torch
 from skorch.callbacks import Callback
 
-__all__ = [
-    "Regularizer",
-    "L1",
-    "L2",
-    "L0",
-    "L2L0",
-    "smooth_l0",
-    "smooth_l0_grad",
-    "has_analytic_grad",
-    "penalty_term",
-    "REGULARIZERS",
-    "make_regularizer",
-]
+__all__ = ["Regularizer", "L1", "L2", "L0", "L2L0", "smooth_l0", "smooth_l0_grad"]
 
 
-class Regularizer(Callback):
-    """Base class of the complexity objectives Ω (see the module docstring)."""
+class Regularizer(Callback, ABC):
+    """Base class of the complexity objectives Ω.
 
-    #: Whether λ·Ω enters the training loss (else the regularizer acts itself).
+    Subclasses implement :meth:`penalty`; those whose ∂Ω/∂w is known in closed
+    form also implement :meth:`grad`, which spares autograd a graph through Ω.
+    Parameters are ``__init__`` arguments, settable as ``regularizer__<name>``.
+
+    Attributes
+    ----------
+    in_loss : bool, class attribute, default=True
+        Whether λ·Ω enters the training loss. ``False`` for regularizers that
+        act on the weights themselves (LOBSTER's shrinkage after each step).
+    prunes_itself : bool, class attribute, default=False
+        Whether the regularizer makes its own zeros (the hard-concrete gates):
+        ``pruning="auto"`` then adds no pruning.
+    estimator_params : tuple of str, class attribute, default=()
+        Estimator parameters the regularizer takes as its own arguments of
+        the same name (``target_density`` for the gates).
+    """
+
     in_loss = True
+    prunes_itself = False
+    estimator_params = ()
 
+    @abstractmethod
     def penalty(self, weights):
-        raise NotImplementedError
+        """Ω summed over the weight tensors ``weights``, a 0-d tensor."""
 
     def grad(self, w):
+        """∂Ω/∂w of one tensor in closed form; ``None`` lets autograd differentiate Ω."""
         return None
+
+    @property
+    def analytic(self):
+        """Whether :meth:`grad` is implemented (else autograd differentiates Ω)."""
+        return type(self).grad is not Regularizer.grad
+
+    def gradients(self, weights):
+        """∇Ω of every tensor of ``weights``: :meth:`grad`, or autograd through :meth:`penalty`.
+
+        Examples
+        --------
+        >>> L1().gradients([torch.tensor([2.0, -1.0, 0.0])])
+        [tensor([ 1., -1.,  0.])]
+        """
+        if self.analytic:
+            return [self.grad(w) for w in weights]
+        with torch.enable_grad():
+            leaves = [w.detach().requires_grad_() for w in weights]
+            grads = torch.autograd.grad(self.penalty(leaves), leaves, allow_unused=True)
+        return [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads)]
+
+    def loss_term(self, weights):
+        """Ω as a differentiable scalar for the training loss.
+
+        With an analytic :meth:`grad` no graph is built through Ω: its backward
+        is one elementwise call per tensor.
+
+        Examples
+        --------
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> L1().loss_term([w]).backward()
+        >>> w.grad
+        tensor([ 1., -1.])
+        """
+        if not self.analytic:
+            return self.penalty(weights)
+        return _AnalyticPenalty.apply(self, *weights)
+
+    def validate(self, estimator):
+        """Check the regularizer against the estimator's other settings.
+
+        Called once at the top of ``fit``, before any training; raise a
+        ``ValueError`` naming the parameters in conflict.
+        """
 
 
 class L1(Regularizer):
@@ -234,75 +275,3 @@ class _AnalyticPenalty(torch.autograd.Function):
         grads = [ctx.regularizer.grad(w) for w in ctx.saved_tensors]
         torch._foreach_mul_(grads, grad_output)
         return (None, *grads)
-
-
-def has_analytic_grad(regularizer, weights):
-    """Whether ``regularizer.grad`` gives ∂Ω/∂w (else autograd differentiates Ω)."""
-    grad = getattr(regularizer, "grad", None)
-    return grad is not None and grad(weights[0]) is not None
-
-
-def penalty_term(regularizer, weights, analytic=True):
-    """Ω(weights) as a differentiable scalar; see :func:`has_analytic_grad`.
-
-    Examples
-    --------
-    >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
-    >>> penalty_term(L1(), [w]).backward()
-    >>> w.grad
-    tensor([ 1., -1.])
-    """
-    if not analytic:
-        return regularizer.penalty(weights)
-    return _AnalyticPenalty.apply(regularizer, *weights)
-
-
-def _plain(cls):
-    def factory(estimator, **params):
-        allowed = list(inspect.signature(cls).parameters)
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"regularizer={estimator.regularizer!r} got unknown parameters "
-                f"{['regularizer__' + k for k in unknown]}; it takes "
-                f"{['regularizer__' + k for k in allowed] or 'none'}."
-            )
-        return cls(**params)
-
-    return factory
-
-
-def _lobster(estimator, **params):
-    from .lobster import LOBSTER  # imports this module: not at the top
-
-    return _plain(LOBSTER)(estimator, **params)
-
-
-def _hard_concrete(estimator, **params):
-    from .constrained import make_hard_concrete
-
-    return make_hard_concrete(estimator, **params)
-
-
-#: name -> ``factory(estimator, **regularizer__params)`` returning a regularizer
-REGULARIZERS = {
-    "l1": _plain(L1),
-    "l2": _plain(L2),
-    "l0": _plain(L0),
-    "l2_l0": _plain(L2L0),
-    "lobster": _lobster,
-    "hard_concrete": _hard_concrete,
-}
-
-
-def make_regularizer(estimator):
-    """The regularizer object that ``estimator.regularizer`` names, or None."""
-    spec = estimator.regularizer
-    params = estimator._prefixed_params("regularizer")
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        return REGULARIZERS[spec](estimator, **params)
-    from sklearn.base import clone
-
-    return clone(spec).set_params(**params) if hasattr(spec, "set_params") else spec

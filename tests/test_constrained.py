@@ -118,7 +118,7 @@ def test_hard_concrete_rejects_other_pruning(digits, pruning):
         ("init_density", 1.0, "'init_density' parameter of HardConcrete"),
         ("gate_lr", -1.0, "'gate_lr' parameter of HardConcrete"),
         ("dual_restarts", "yes", "'dual_restarts' parameter of HardConcrete"),
-        ("droprate", 0.5, r"unknown options \['droprate'\].*regularizer__dual_lr"),
+        ("droprate", 0.5, r"unknown parameters \['regularizer__droprate'\].*regularizer__dual_lr"),
     ],
 )
 def test_hard_concrete_rejects_bad_options(digits, option, value, match):

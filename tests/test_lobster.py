@@ -134,7 +134,7 @@ def test_lobster_pruned_weights_stay_zero_between_stages(digits):
         random_state=0,
     )
     clf.fit(X_train, y_train)
-    callback = dict(clf.net_.callbacks_)["pruning_0"]
+    callback = dict(clf.net_.callbacks_)["pruning"]
     for w, m in zip(clf.net_.regularized_weights(), callback.masks_):
         assert torch.count_nonzero(w[~m]) == 0
     densities = clf.history_[:, "density"]
@@ -165,10 +165,10 @@ def test_lobster_pruning_without_validation_split_raises(blobs):
         SparseNetClassifier(pruning="lobster", max_epochs=1).fit(X, y)
 
 
-def test_lobster_callback_without_validation_data_raises():
-    callback = LobsterPruning(patience=1, loss_tolerance=0.05).initialize()
-    with pytest.raises(ValueError, match="validation_fraction"):
-        callback.on_epoch_end(SimpleNamespace(), dataset_valid=None)
+def test_lobster_pruner_without_validation_data_raises_before_training():
+    clf = SparseNetClassifier(pruning=LobsterPruning(patience=1), validation_fraction=0.0)
+    with pytest.raises(ValueError, match="LobsterPruning.*'validation_fraction' parameter is 0"):
+        LobsterPruning(patience=1).validate(clf)
 
 
 def test_lobster_penalty_is_the_l2_leading_term():

@@ -9,11 +9,11 @@ import torch
 from skprune import SparseNetClassifier
 from skprune.magnitude import (
     MagnitudePruning,
-    apply_masks_,
     global_magnitude_masks,
     layerwise_magnitude_masks,
     random_masks,
 )
+from skprune.pruning import apply_masks_
 
 
 def _weights():

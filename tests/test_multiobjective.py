@@ -7,8 +7,9 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skprune import SparseNetClassifier
-from skprune.optim import OPTIMIZERS, SMGD, MAdam, MRMSProp, min_norm_weight
-from skprune.regularizers import L1
+from skprune.optim import SMGD, MAdam, MRMSProp, min_norm_weight
+from skprune.registry import OPTIMIZERS
+from skprune.regularizers import L1, Regularizer
 
 MULTIOBJECTIVE = ["smgd", "madam", "mrmsprop"]
 # SGD-type steps need a larger rate than the adaptive ones to train in 20 epochs.
@@ -109,7 +110,7 @@ def test_optimizer_lambda_is_the_min_norm_weight_of_the_whole_vector(cls):
 
 
 def test_optimizer_autograd_fallback_for_regularizers_without_grad():
-    class SquaredL2:
+    class SquaredL2(Regularizer):
         def penalty(self, weights):
             return sum((w**2).sum() for w in weights)
 
@@ -129,9 +130,9 @@ def test_optimizer_fixed_lambda_out_of_range_raises(lam):
 
 
 def test_optimizers_are_registered():
-    assert OPTIMIZERS["smgd"][0] is SMGD
-    assert OPTIMIZERS["madam"][0] is MAdam
-    assert OPTIMIZERS["mrmsprop"][0] is MRMSProp
+    assert OPTIMIZERS["smgd"] is SMGD
+    assert OPTIMIZERS["madam"] is MAdam
+    assert OPTIMIZERS["mrmsprop"] is MRMSProp
 
 
 @pytest.mark.parametrize("optimizer", MULTIOBJECTIVE)

@@ -4,7 +4,7 @@ import torch
 from skprune._net import TensorBatches
 from skprune.metrics import count_nonzero, layer_density, regularized_layers
 from skprune.pruning import soft_threshold_
-from skprune.regularizers import L1, has_analytic_grad, penalty_term
+from skprune.regularizers import L1
 
 
 def test_tensor_batches_cover_every_sample_once_per_pass():
@@ -32,8 +32,8 @@ def test_l1_penalty_and_gradient_equal_hand_computed_values():
     w1 = torch.tensor([[0.5, -1.5], [0.0, 2.0]], requires_grad=True)
     w2 = torch.tensor([-0.25], requires_grad=True)
     assert float(L1().penalty([w1, w2])) == pytest.approx(4.25)
-    assert has_analytic_grad(L1(), [w1, w2])
-    (3.0 * penalty_term(L1(), [w1, w2])).backward()
+    assert L1().analytic
+    (3.0 * L1().loss_term([w1, w2])).backward()
     torch.testing.assert_close(w1.grad, torch.tensor([[3.0, -3.0], [0.0, 3.0]]))
     torch.testing.assert_close(w2.grad, torch.tensor([-3.0]))
 
@@ -41,7 +41,7 @@ def test_l1_penalty_and_gradient_equal_hand_computed_values():
 def test_analytic_penalty_matches_autograd_away_from_zero():
     torch.manual_seed(0)
     w = torch.randn(5, 7, requires_grad=True)
-    penalty_term(L1(), [w]).backward()
+    L1().loss_term([w]).backward()
     analytic = w.grad.clone()
     w.grad = None
     w.abs().sum().backward()
