@@ -12,8 +12,6 @@ import time
 import torch
 
 from ._stacked import cross_entropy_grad, stack_modules
-from .optim import make_optimizer
-from .pruning import resolve_pruning
 
 __all__ = ["train_stack"]
 
@@ -22,9 +20,12 @@ def train_stack(copies, X):
     """Train the copies (see :class:`skprune.engine._Copy`) on ``X`` as one stack.
 
     Their nets' modules receive the trained weights and optimiser state; their
-    histories receive one entry per epoch.
+    histories receive one entry per epoch. Returns the indices of the copies
+    whose loss or weights stopped being finite (each copy's numbers are its
+    own: the others train on unharmed).
     """
     est, net = copies[0].estimator, copies[0].net
+    finite = torch.ones(len(copies), dtype=torch.bool)
     model = stack_modules([c.net.module_ for c in copies])
     reg = net.regularizer
     reg_names = [f"{name}.weight" for name, _ in net.regularized_named_]
@@ -32,17 +33,18 @@ def train_stack(copies, X):
     device = X.device
     lam = torch.tensor([float(c.lam) for c in copies], device=device)
     penalized = reg is not None and bool(reg_weights) and bool((lam > 0).any())
-    cls, kwargs = make_optimizer(est, device)
-    optimizer = cls(list(model.params.values()), lr=est.lr, **kwargs)
+    # The net's own optimiser class and settings (fused Adam on the CPU included).
+    optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
     step = _fast_step(optimizer)
-    pruning = resolve_pruning(est.pruning, reg)
+    pruner = copies[0].pruner
+    pruning = None if pruner is None else pruner.when
     plan = _BatchPlan(copies, est.batch_size, lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
     def prune():
         with torch.no_grad():
             for w in reg_weights:
-                torch.hardshrink(w, est.threshold, out=w)
+                torch.hardshrink(w, pruner.threshold, out=w)
 
     if pruning is not None:
         prune()
@@ -71,9 +73,11 @@ def train_stack(copies, X):
         if pruning == "epoch":
             prune()
         _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, ces, start)
+        finite &= _finite(model, losses)
     if pruning is not None:
         prune()
     _write_back(copies, model, optimizer)
+    return [k for k, ok in enumerate(finite.tolist()) if not ok]
 
 
 class _BatchPlan:
@@ -161,6 +165,15 @@ def _fast_step(optimizer):
         )
 
     return step
+
+
+@torch.no_grad()
+def _finite(model, losses):
+    """Per copy: whether the epoch's last loss and every weight are finite (DivergenceCheck)."""
+    ok = torch.isfinite(losses[-1]).cpu()
+    for p in model.params.values():
+        ok &= torch.isfinite(p).flatten(1).all(1).cpu()
+    return ok
 
 
 def _pad(tensors, length, device):

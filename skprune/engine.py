@@ -40,32 +40,33 @@ from sklearn.utils import _safe_indexing, check_array, check_random_state
 from ._stack_loop import train_stack
 from ._stacked import unstackable
 from ._validation import resolve_device
-from .pruning import resolve_pruning
-from .regularizers import L0, L1, L2, L2L0, make_regularizer
+from .pruning import ThresholdPruning
+from .regularizers import L0, L1, L2, L2L0
 
 __all__ = ["lambda_path", "fit_stacked", "fit_net", "unstackable_reason"]
 
-_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
 _REGULARIZERS = (L1, L2, L0, L2L0)
-_PRUNING = ("batch", "epoch", "after", None)
 
 
-def unstackable_reason(estimator):
+def unstackable_reason(estimator, parts=None):
     """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
 
-    Served: ``regularizer`` ℓ1, ℓ2, ℓ0, ℓ2+ℓ0 or None; ``pruning`` ``"auto"``,
-    ``"batch"``, ``"epoch"``, ``"after"`` or None; ``optimizer`` ``"sgd"``,
-    ``"adam"``, ``"rmsprop"`` (or those torch classes); no ``lr_schedule``, no
-    validation split, no extra callbacks, ``verbose=0``; a module without
-    dropout or batch normalisation (checked when it is built).
+    Served: :class:`~skprune.SparseNetClassifier` with the regularizer ℓ1, ℓ2,
+    ℓ0, ℓ2+ℓ0 or None; threshold pruning (``"auto"``, ``"batch"``,
+    ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
+    no ``lr_schedule``, no validation split, no extra callbacks,
+    ``verbose=0``; a module without dropout or batch normalisation (checked
+    once it is built). ``parts`` are the estimator's built parts, when known.
     """
-    opt = estimator.optimizer
-    if opt not in _OPTIMIZERS and opt not in _OPTIMIZERS.values():
-        return f"optimizer={opt!r} is not one of {sorted(_OPTIMIZERS)}"
-    reg = make_regularizer(estimator)
-    if reg is not None and type(reg) not in _REGULARIZERS:
+    if getattr(estimator, "_criterion", None) is not torch.nn.CrossEntropyLoss:
+        return f"{type(estimator).__name__} is not trained on the cross-entropy"
+    regularizer, pruner, (optimizer, _) = parts or estimator._build_parts("cpu")
+    if not issubclass(optimizer, _OPTIMIZERS):
+        return f"optimizer={estimator.optimizer!r} is not SGD, Adam or RMSprop"
+    if regularizer is not None and type(regularizer) not in _REGULARIZERS:
         return f"regularizer={estimator.regularizer!r} is not l1, l2, l0, l2_l0 or None"
-    if resolve_pruning(estimator.pruning, reg) not in _PRUNING:
+    if pruner is not None and type(pruner) is not ThresholdPruning:
         return f"pruning={estimator.pruning!r} is not threshold pruning"
     checks = {
         "lr_schedule": estimator.lr_schedule is None,
@@ -87,6 +88,7 @@ class _Copy:
     y: torch.Tensor
     lam: float
     seed: int
+    pruner: object
 
 
 def lambda_path(estimator, X, y, lams):
@@ -147,33 +149,42 @@ def fit_stacked(estimators, X, y, rows=None):
         The same objects, fitted.
     """
     rows = [None] * len(estimators) if rows is None else list(rows)
-    copies = []
+    copies, own_rows = [], {}
     for est, r in zip(estimators, rows):
-        copy = None if unstackable_reason(est) else _prepare(est, X, y, r)
+        copy = _prepare(est, X, y, r)
         if copy is None:
             est.fit(*_rows(X, y, r))
         else:
             copies.append(copy)
-    if copies:
-        X_all = _full_tensor(copies[0], X)
-        for group in _groups(copies):
-            train_stack(group, X_all)
-        for c in copies:
+            own_rows[id(copy)] = r
+    if not copies:
+        return estimators
+    X_all = _full_tensor(copies[0], X)
+    diverged = set()
+    for group in _groups(copies):
+        diverged.update(id(group[k]) for k in train_stack(group, X_all))
+    for c in copies:
+        if id(c) in diverged:
+            # Its own fit raises FloatingPointError, as the separate fit would.
+            c.estimator.fit(*_rows(X, y, own_rows[id(c)]))
+        else:
             _finish(c.estimator)
     return estimators
 
 
 def fit_net(estimator, net, X, y):
-    """Train ``net`` (an initialised SparseNet) on tensors ``X``, ``y`` with the engine.
+    """Train ``net`` (initialised by ``estimator._build_net``) on tensors ``X``, ``y``.
 
-    The single fit through the engine (K = 1). Returns False, training nothing,
-    when the engine does not serve the estimator's settings.
+    The single fit through the engine (K = 1), for ``fit`` to call in place of
+    ``net.partial_fit(X, y)``. Returns False, training nothing, when the engine
+    does not serve the estimator's settings.
     """
-    if unstackable_reason(estimator) or unstackable(net.module_):
+    parts = _net_parts(net)
+    if unstackable_reason(estimator, parts) or unstackable(net.module_):
         return False
     rows = torch.arange(len(X), device=X.device)
-    train_stack([_Copy(estimator, net, rows, y, float(estimator.lam), net.seed)], X)
-    return True
+    copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
+    return not train_stack([copy], X)
 
 
 # -- the estimator's own fit, split in the parts the engine reuses ------------
@@ -189,27 +200,39 @@ def _rows(X, y, rows):
 
 def _prepare(est, X, y, rows):
     """Validate, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
-    from .estimators import _cuda_indices
+    from ._base import _cuda_indices
+    from ._checks import check_module
 
     est._validate_params()
+    est._forget_fit()
     est._check_routed_params()
     Xv, yv = est._validate_fit_data(*_rows(X, y, rows))
     device = resolve_device(est.device)
+    parts = est._build_parts(device)
+    if unstackable_reason(est, parts):
+        return None
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
+    X_train = est._to_tensor(Xv).to(device)
     with torch.random.fork_rng(devices=_cuda_indices(device)):
         torch.manual_seed(seed)
-        est.net_ = est._build_net(device, len(est.classes_), seed, None).initialize()
-    est._check_layer_names()
+        est.net_ = est._build_net(device, parts, seed, None).initialize()
+        check_module(est, est.net_, X_train, parts)
     if unstackable(est.net_.module_):
         return None
-    n = len(yv) if rows is None else len(rows)
-    index = torch.arange(n) if rows is None else torch.as_tensor(np.asarray(rows))
-    return _Copy(est, est.net_, index.to(device), torch.as_tensor(yv).to(device), est.lam, seed)
+    index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
+    y_train = torch.as_tensor(yv).to(device)
+    return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+
+
+def _net_parts(net):
+    """``(regularizer, pruner, (optimizer class, None))`` of an initialised net."""
+    callbacks = dict(net.callbacks_)
+    return net.regularizer, callbacks.get("pruning"), (type(net.optimizer_), None)
 
 
 def _full_tensor(copy, X):
     """All of ``X`` as the float32 tensor, on the copies' device, they index into."""
-    from .estimators import _flatten_images
+    from ._base import _flatten_images
 
     X, _ = _flatten_images(X)
     X = check_array(X, dtype=np.float32)

@@ -172,3 +172,10 @@ def test_fit_net_refuses_unserved_settings(data):
     X, y = data
     est = SparseNetClassifier(max_epochs=1, optimizer="smgd").fit(X, y)
     assert not fit_net(est, est.net_, torch.as_tensor(X), torch.as_tensor(y))
+
+
+def test_lambda_path_diverging_copy_raises_as_its_fit_does(data):
+    X, y = data
+    est = SparseNetClassifier(optimizer="sgd", lr=1e30, max_epochs=1, random_state=0)
+    with pytest.raises(FloatingPointError, match="Training diverged"):
+        lambda_path(est, X * 1e10, y, [1e-4, 1e-3])
