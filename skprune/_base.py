@@ -26,6 +26,7 @@ from torch import nn
 from ._checks import DivergenceCheck, check_module, check_parts, check_split
 from ._net import SparsityHistory
 from ._validation import resolve_device
+from .engine import fit_net
 from .models import BUILTIN_MODULES
 from .optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
 from .pruning import Pruner
@@ -186,7 +187,8 @@ class BaseSparseNet(BaseEstimator):
             torch.manual_seed(seed)
             self.net_ = self._build_net(device, parts, seed, valid).initialize()
             check_module(self, self.net_, train[0], parts)
-            self.net_.partial_fit(*train)
+            if not fit_net(self, self.net_, *train):  # the stacked engine, K = 1
+                self.net_.partial_fit(*train)
         self.history_ = self.net_.history
         self._record_sparsity()
         self._record_lambda_history()

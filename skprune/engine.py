@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.utils import _safe_indexing, check_array, check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 
 from ._stack_loop import train_stack
 from ._stacked import unstackable
@@ -184,7 +184,11 @@ def fit_net(estimator, net, X, y):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
-    return not train_stack([copy], X)
+    if train_stack([copy], X):
+        from ._checks import DivergenceCheck
+
+        DivergenceCheck().on_epoch_end(net)  # raises FloatingPointError, as in fit
+    return True
 
 
 # -- the estimator's own fit, split in the parts the engine reuses ------------
@@ -200,7 +204,6 @@ def _rows(X, y, rows):
 
 def _prepare(est, X, y, rows):
     """Validate, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
-    from ._base import _cuda_indices
     from ._checks import check_module
 
     est._validate_params()
@@ -213,7 +216,7 @@ def _prepare(est, X, y, rows):
         return None
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
     X_train = est._to_tensor(Xv).to(device)
-    with torch.random.fork_rng(devices=_cuda_indices(device)):
+    with torch.random.fork_rng(devices=_cuda_devices(device)):
         torch.manual_seed(seed)
         est.net_ = est._build_net(device, parts, seed, None).initialize()
         check_module(est, est.net_, X_train, parts)
@@ -231,12 +234,20 @@ def _net_parts(net):
 
 
 def _full_tensor(copy, X):
-    """All of ``X`` as the float32 tensor, on the copies' device, they index into."""
-    from ._base import _flatten_images
+    """All of ``X`` as the float32 tensor, on the copies' device, they index into.
 
-    X, _ = _flatten_images(X)
-    X = check_array(X, dtype=np.float32)
-    return copy.estimator._to_tensor(X).to(copy.rows.device)
+    A fitted copy validates it as it validates data to predict: same checks,
+    same dtype and sample shape as its own training rows.
+    """
+    return copy.estimator._validate_predict_data(X).to(copy.rows.device)
+
+
+def _cuda_devices(device):
+    """The CUDA device whose random state ``fit`` forks (none on the CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 def _groups(copies):

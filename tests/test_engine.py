@@ -8,6 +8,7 @@ from sklearn.model_selection import KFold
 from torch import nn
 
 from skprune import SparseNetClassifier, lambda_path
+from skprune._stack_loop import train_stack
 from skprune._stacked import cross_entropy_grad, unstackable
 from skprune.engine import _prepare, fit_net, fit_stacked, unstackable_reason
 
@@ -27,6 +28,12 @@ def device(request):
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     return request.param
+
+
+@pytest.fixture
+def skorch_fit(monkeypatch):
+    """Separate fits through skorch's training loop, not the engine: the reference."""
+    monkeypatch.setattr("skprune._base.fit_net", lambda *args: False)
 
 
 def _max_weight_gap(fitted, separate):
@@ -53,7 +60,7 @@ def _separate(estimators, X, y, rows=None):
         {"regularizer": None, "pruning": None},
     ],
 )
-def test_lambda_path_equals_separate_fits(data, params, device):
+def test_lambda_path_equals_separate_fits(data, params, device, skorch_fit):
     X, y = data
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, device=device, **params)
     path = lambda_path(est, X, y, LAMS)
@@ -78,7 +85,7 @@ def test_lambda_path_differs_by_lambda_and_keeps_template(data):
     assert est.lam == 1e-4 and not hasattr(est, "net_")
 
 
-def test_fit_stacked_folds_equal_separate_fits(data):
+def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit):
     X, y = data
     X, y = X[:101], y[:101]  # folds of 67 and 68 rows: a shorter last batch
     folds = [train for train, _ in KFold(3).split(X)]
@@ -89,7 +96,7 @@ def test_fit_stacked_folds_equal_separate_fits(data):
     assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
-def test_fit_stacked_separates_unequal_batch_counts(data):
+def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit):
     X, y = data
     rows = [np.arange(100), np.arange(40)]
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=2)
@@ -98,7 +105,7 @@ def test_fit_stacked_separates_unequal_batch_counts(data):
     assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
-def test_lambda_path_lenet5_equals_separate_fits():
+def test_lambda_path_lenet5_equals_separate_fits(skorch_fit):
     rng = np.random.RandomState(0)
     X = rng.rand(40, 1, 12, 12).astype(np.float32)
     y = rng.randint(0, 3, 40)
@@ -157,7 +164,7 @@ def test_cross_entropy_grad_matches_autograd():
     torch.testing.assert_close(grad, logits.grad)
 
 
-def test_fit_net_single_fit_equals_skorch_loop(data):
+def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit):
     X, y = data  # labels are already 0, 1, 2: their own encoding
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
     reference = clone(est).fit(X, y)
@@ -179,3 +186,19 @@ def test_lambda_path_diverging_copy_raises_as_its_fit_does(data):
     est = SparseNetClassifier(optimizer="sgd", lr=1e30, max_epochs=1, random_state=0)
     with pytest.raises(FloatingPointError, match="Training diverged"):
         lambda_path(est, X * 1e10, y, [1e-4, 1e-3])
+
+
+def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
+    X, y = data
+    calls = []
+
+    def spy(copies, X):
+        calls.append(len(copies))
+        return train_stack(copies, X)
+
+    monkeypatch.setattr("skprune.engine.train_stack", spy)
+    SparseNetClassifier(max_epochs=1, random_state=0).fit(X, y)
+    assert calls == [1]
+    calls.clear()
+    SparseNetClassifier(max_epochs=1, random_state=0, optimizer="smgd").fit(X, y)
+    assert not calls
