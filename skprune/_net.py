@@ -1,6 +1,6 @@
 """The skorch net behind :class:`~skprune.SparseNetClassifier`.
 
-Two things differ from a plain :class:`skorch.NeuralNetClassifier`:
+Two things differ from a plain skorch net:
 
 * the loss is the weighted sum ``(1 − λ)·E + λ·Ω`` of Reiners eq. (7), made in
   one place, :meth:`SparseNet.get_loss`, with Ω's gradient taken analytically;
@@ -13,14 +13,14 @@ import copy
 import math
 
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 
 from .metrics import count_nonzero, layer_density, regularized_layers
 from .optim import MultiObjectiveOptimizer
 from .pruning import StopTraining
 
-__all__ = ["TensorBatches", "SparseNet", "SparsityHistory"]
+__all__ = ["TensorBatches", "SparseNet", "SparseNetRegression", "SparsityHistory"]
 
 _EVAL_BATCH_SIZE = 1024
 
@@ -58,13 +58,16 @@ class TensorBatches:
             yield self.X.index_select(0, idx), self.y.index_select(0, idx)
 
 
-class SparseNet(NeuralNetClassifier):
-    """skorch classifier trained on ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7).
+class _SparseTraining:
+    """A skorch net trained on ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7).
+
+    Mixed into :class:`skorch.NeuralNetClassifier` (E the cross-entropy) and
+    :class:`skorch.NeuralNetRegressor` (E the mean squared error).
 
     Parameters
     ----------
     module, criterion, optimizer, ... :
-        As for :class:`skorch.NeuralNetClassifier`.
+        As for :class:`skorch.NeuralNet`.
     regularizer : object or None, default=None
         Follows the protocol of :mod:`skprune.regularizers`.
     lam : float, default=0.0
@@ -164,31 +167,31 @@ class SparseNet(NeuralNetClassifier):
         self._generator = torch.Generator()
         if self.seed is not None:
             self._generator.manual_seed(self.seed)
-        self.reset_ce()
+        self.reset_error()
 
-    def reset_ce(self):
-        """Start a new running mean of the training cross-entropy E."""
-        self._ce_batches, self._ce_sizes = [], []
+    def reset_error(self):
+        """Start a new running mean of the training error E."""
+        self._error_batches, self._error_sizes = [], []
 
-    def mean_ce(self):
-        """Mean training cross-entropy E since :meth:`reset_ce`, or NaN."""
-        if not self._ce_sizes:
+    def mean_error(self):
+        """Mean training error E since :meth:`reset_error`, or NaN."""
+        if not self._error_sizes:
             return float("nan")
-        sizes = torch.tensor(self._ce_sizes, dtype=torch.float32)
-        ce = torch.stack(self._ce_batches).float().cpu()
-        return float((ce * sizes).sum() / sizes.sum())
+        sizes = torch.tensor(self._error_sizes, dtype=torch.float32)
+        error = torch.stack(self._error_batches).float().cpu()
+        return float((error * sizes).sum() / sizes.sum())
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        ce = super().get_loss(y_pred, y_true, X=X, training=training)
+        error = super().get_loss(y_pred, y_true, X=X, training=training)
         if not training:
-            return ce
+            return error
         # Kept as tensors and reduced once per epoch: no kernel, no sync per batch.
-        self._ce_batches.append(ce.detach())
-        self._ce_sizes.append(len(y_true))
+        self._error_batches.append(error.detach())
+        self._error_sizes.append(len(y_true))
         if not self._penalized:
-            return ce
+            return error
         omega = self.regularizer.loss_term(self.regularized_weights())
-        return (1.0 - self.lam) * ce + self.lam * omega
+        return (1.0 - self.lam) * error + self.lam * omega
 
     def _set_training(self, training=True):
         # skorch calls this for every batch; walking the module tree each time
@@ -212,10 +215,10 @@ class SparseNet(NeuralNetClassifier):
         return TensorBatches(X, y, batch_size, shuffle=training, generator=generator)
 
     @torch.no_grad()
-    def predict_proba_float64(self, X):
-        """Class probabilities from a float64 copy of the trained module.
+    def forward_float64(self, X):
+        """The module's outputs for ``X`` from a float64 copy of the trained module.
 
-        In float32 a sample's logits change in their last bits with the other
+        In float32 a sample's outputs change in their last bits with the other
         samples of its batch (matrix kernels block the batch differently), so
         predictions would depend on how the data are split; in float64 those
         differences are far below anything a caller compares.
@@ -225,21 +228,37 @@ class SparseNet(NeuralNetClassifier):
         chunks = []
         for start in range(0, len(X), size):
             out = module(X[start : start + size].to(self.device, torch.float64))
-            chunks.append(torch.softmax(out[0] if isinstance(out, tuple) else out, dim=1))
-        return torch.cat(chunks).cpu().numpy()
+            chunks.append(out[0] if isinstance(out, tuple) else out)
+        return torch.cat(chunks).cpu()
+
+
+class SparseNet(_SparseTraining, NeuralNetClassifier):
+    """The skorch net of :class:`~skprune.SparseNetClassifier`: E is the cross-entropy."""
+
+    error_key = "ce"
+
+    def predict_proba_float64(self, X):
+        """Class probabilities (ndarray) from :meth:`forward_float64`."""
+        return torch.softmax(self.forward_float64(X), dim=1).numpy()
+
+
+class SparseNetRegression(_SparseTraining, NeuralNetRegressor):
+    """The skorch net of :class:`~skprune.SparseNetRegressor`: E is the mean squared error."""
+
+    error_key = "mse"
 
 
 class SparsityHistory(Callback):
     """Records, per epoch, E, Ω and the density of the regularised layers.
 
-    Keys written to ``net.history``: ``ce`` (mean training cross-entropy E of
-    the epoch), ``penalty`` (Ω of the weights at the end of the epoch),
+    Keys written to ``net.history``: ``ce`` or ``mse`` (``net.error_key``: the
+    mean training error E of the epoch), ``penalty`` (Ω of the weights at the end of the epoch),
     ``density``, ``n_nonzero`` and ``layer_density`` (dict name -> density).
     """
 
     def on_epoch_end(self, net, **kwargs):
         summary = net.sparsity_summary()
-        net.history.record("ce", net.mean_ce())
+        net.history.record(net.error_key, net.mean_error())
         for key in ("penalty", "n_nonzero", "density", "layer_density"):
             net.history.record(key, summary[key])
-        net.reset_ce()
+        net.reset_error()

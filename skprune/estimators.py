@@ -1,29 +1,18 @@
-"""``SparseNetClassifier``: a scikit-learn classifier training sparse networks."""
+"""``SparseNetClassifier`` and ``SparseNetRegressor``: estimators training sparse networks."""
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from torch import nn
 
 from ._base import BaseSparseNet
-from ._net import SparseNet
+from ._net import SparseNet, SparseNetRegression
 
-__all__ = ["SparseNetClassifier"]
+__all__ = ["SparseNetClassifier", "SparseNetRegressor"]
 
 
-class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
-    """Neural network classifier trained for accuracy *and* sparsity.
-
-    Trains a PyTorch network (through skorch) on the weighted sum of the mean
-    batch cross-entropy E and a complexity objective Ω of the regularised
-    weights (Reiners et al., eq. 7)::
-
-        (1 − lam) · E + lam · Ω
-
-    and prunes weights while or after it trains. After ``fit`` it reports how
-    sparse the network is (``density_``, ``layer_density_``).
-
+_PARAMETERS = """\
     Parameters
     ----------
     module : str, torch.nn.Module class or instance, default="mlp"
@@ -31,7 +20,7 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, \
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, \\
             Regularizer or None, default="l1"
         Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
         smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
@@ -45,7 +34,7 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
     lam : float in [0, 1), default=1e-4
         λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
         so λ means what it means in the paper.
-    pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \
+    pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \\
             "lobster"}, Pruner or None, default="auto"
         ``"auto"``: ``"batch"``, or None for a regularizer that prunes itself
         (``"hard_concrete"``).
@@ -117,20 +106,21 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
         Routed parameters ``module__*``, ``optimizer__*``, ``regularizer__*``,
         ``pruning__*`` and ``callbacks__*``; searchable with ``GridSearchCV``.
 
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
+"""
+
+_FITTED = """\
     n_features_in_ : int
         Number of features after flattening (784 for 28×28 images).
     feature_names_in_ : ndarray of str
         Present when ``X`` had string column names.
-    net_ : skorch.NeuralNetClassifier
+    net_ : skorch.NeuralNet
         The fitted skorch net; ``net_.module_`` is the trained network.
     history_ : skorch.History
-        Per epoch: ``train_loss`` (the weighted sum), ``ce`` (E), ``penalty``
-        (Ω), ``density``, ``n_nonzero``, ``layer_density``, and ``valid_loss``
-        / ``valid_acc`` with a validation split; ``lr`` with ``lr_schedule``;
+        Per epoch: ``train_loss`` (the weighted sum), E (``ce``, the
+        cross-entropy, for a classifier; ``mse``, the mean squared error, for a
+        regressor), ``penalty`` (Ω), ``density``, ``n_nonzero``,
+        ``layer_density``, and ``valid_loss`` (and a classifier's ``valid_acc``)
+        with a validation split; ``lr`` with ``lr_schedule``;
         ``lambda`` (the epoch's mean λ*) with a multi-objective optimizer; the
         pruning modes' events (``event_prune``; ``lobster_threshold``,
         ``event_lobster_prune``).
@@ -145,12 +135,39 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
     layer_density_ : dict
         Regularised layer name -> its share of non-zero weights.
     objectives_ : tuple of float
-        The biobjective point (E, Ω): the mean training cross-entropy of the
-        last epoch and the regulariser of the final weights.
+        The biobjective point (E, Ω): the mean training error E of the last
+        epoch and the regulariser of the final weights.
     lambda_history_ : ndarray of shape (n_steps,)
         With a multi-objective optimizer only: the λ* chosen at every
         optimiser step (Reiners Fig. 8).
 
+"""
+
+
+class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
+    __doc__ = (
+        """\
+Neural network classifier trained for accuracy *and* sparsity.
+
+    Trains a PyTorch network (through skorch) on the weighted sum of the mean
+    batch cross-entropy E and a complexity objective Ω of the regularised
+    weights (Reiners et al., eq. 7)::
+
+        (1 − lam) · E + lam · Ω
+
+    and prunes weights while or after it trains. After ``fit`` it reports how
+    sparse the network is (``density_``, ``layer_density_``).
+
+"""
+        + _PARAMETERS
+        + """\
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen in ``fit``.
+"""
+        + _FITTED
+        + """\
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -159,7 +176,8 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
     >>> clf = SparseNetClassifier(lam=1e-3, max_epochs=5, random_state=0)
     >>> clf.fit(X / 16, y).density_ < 1
     True
-    """
+"""
+    )
 
     _net_class = SparseNet
     _criterion = nn.CrossEntropyLoss
@@ -195,3 +213,83 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
         """Predicted class labels (of the type seen in ``fit``)."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+class SparseNetRegressor(RegressorMixin, BaseSparseNet):
+    __doc__ = (
+        """\
+Neural network regressor trained for accuracy *and* sparsity.
+
+    The regression twin of :class:`SparseNetClassifier`, with the same
+    parameters, regularisers, pruning modes and optimisers: it trains on
+
+        (1 − lam) · E + lam · Ω
+
+    with E the mean squared error of the batch (Reiners eq. 7 holds for any
+    loss E). ``y`` may have several columns (multi-output regression).
+
+    The targets are standardised inside ``fit`` (each column to zero mean and
+    unit variance; predictions are mapped back), so E, and with it λ, does not
+    depend on the units of ``y``: a λ chosen on one problem means the same on
+    another, and the default λ interval of :class:`~skprune.ParetoSearchCV`
+    suits every target scale. scikit-learn's ``MLPRegressor`` does not do
+    this (its users reach for ``TransformedTargetRegressor``).
+
+"""
+        + _PARAMETERS
+        + """\
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of target columns.
+    target_mean_, target_scale_ : ndarray of shape (n_outputs_,)
+        The standardisation of the targets: the network predicts
+        ``(y − target_mean_) / target_scale_``.
+"""
+        + _FITTED
+        + """\
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skprune import SparseNetRegressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> reg = SparseNetRegressor(lam=1e-3, max_epochs=5, random_state=0)
+    >>> reg.fit(X, y).density_ < 1
+    True
+"""
+    )
+
+    _net_class = SparseNetRegression
+    _criterion = nn.MSELoss
+    _loss_key = "mse"
+    _y_validation = {"y_numeric": True, "multi_output": True}
+    _outputs_meaning = "one output per target column"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @property
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _encode_targets(self, y):
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        y = y.reshape(len(y), -1)
+        self.n_outputs_ = y.shape[1]
+        self.target_mean_ = y.mean(axis=0)
+        scale = y.std(axis=0)
+        self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        return ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    def predict(self, X):
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as ``y`` in ``fit``.
+
+        Computed in float64, so that a sample's prediction does not depend on
+        the other samples passed with it.
+        """
+        X = self._validate_predict_data(X)
+        y = self.net_.forward_float64(X).numpy() * self.target_scale_ + self.target_mean_
+        return y.ravel() if self._y_1d else y

@@ -352,7 +352,8 @@ class ParetoSearchCV(BaseSearchCV):
     # -- the scorers: both objectives per (λ, fold) ---------------------------
 
     def _get_scorers(self):
-        scorers = {"score": check_scoring(self.estimator, self.scoring or "neg_log_loss")}
+        default = "neg_log_loss" if is_classifier(self.estimator) else "neg_mean_squared_error"
+        scorers = {"score": check_scoring(self.estimator, self.scoring or default)}
         if self.scoring != "accuracy" and is_classifier(self.estimator):
             scorers["accuracy"] = check_scoring(self.estimator, "accuracy")
         scorers.update(density=_AttributeScorer(_density), omega=_AttributeScorer(_omega))
