@@ -202,3 +202,12 @@ def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
     calls.clear()
     SparseNetClassifier(max_epochs=1, random_state=0, optimizer="smgd").fit(X, y)
     assert not calls
+
+
+def test_regressor_falls_back_to_its_own_fit(data):
+    from skprune import SparseNetRegressor
+
+    X, y = data
+    assert "cross-entropy" in unstackable_reason(SparseNetRegressor())
+    path = lambda_path(SparseNetRegressor(max_epochs=1, random_state=0), X, y * 1.0, [1e-4, 1e-3])
+    assert [p.lam for p in path] == [1e-4, 1e-3] and path[0].predict(X).shape == (len(X),)
