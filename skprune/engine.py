@@ -43,7 +43,7 @@ from ._validation import resolve_device
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
 
-__all__ = ["lambda_path", "fit_stacked", "fit_net", "unstackable_reason"]
+__all__ = ["lambda_path", "fit_stacked", "fit_candidates", "fit_net", "unstackable_reason"]
 
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
 _REGULARIZERS = (L1, L2, L0, L2L0)
@@ -170,6 +170,30 @@ def fit_stacked(estimators, X, y, rows=None):
         else:
             _finish(c.estimator)
     return estimators
+
+
+def fit_candidates(estimator, X, y, candidates, folds):
+    """Fit every (candidate, fold) pair at once: what a vectorised search round trains.
+
+    Parameters
+    ----------
+    estimator : SparseNetClassifier
+        Unfitted template; cloned for every pair.
+    X, y : array-like
+    candidates : list of dict
+        Parameter settings (``{"lam": 1e-3}``), as ``evaluate_candidates`` gets them.
+    folds : list of (train, test) index arrays
+        As ``cv.split(X, y)`` yields them; only ``train`` is used.
+
+    Returns
+    -------
+    estimators : list
+        Fitted, in ``BaseSearchCV``'s order: candidate by candidate, and
+        within a candidate fold by fold.
+    """
+    pairs = [(params, train) for params in candidates for train, _ in folds]
+    estimators = [clone(estimator).set_params(**params) for params, _ in pairs]
+    return fit_stacked(estimators, X, y, [train for _, train in pairs])
 
 
 def fit_net(estimator, net, X, y):

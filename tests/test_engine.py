@@ -10,7 +10,7 @@ from torch import nn
 from skprune import SparseNetClassifier, lambda_path
 from skprune._stack_loop import train_stack
 from skprune._stacked import cross_entropy_grad, unstackable
-from skprune.engine import _prepare, fit_net, fit_stacked, unstackable_reason
+from skprune.engine import _prepare, fit_candidates, fit_net, fit_stacked, unstackable_reason
 
 LAMS = [0.0, 1e-4, 1e-3, 1e-2]
 
@@ -211,3 +211,13 @@ def test_regressor_falls_back_to_its_own_fit(data):
     assert "cross-entropy" in unstackable_reason(SparseNetRegressor())
     path = lambda_path(SparseNetRegressor(max_epochs=1, random_state=0), X, y * 1.0, [1e-4, 1e-3])
     assert [p.lam for p in path] == [1e-4, 1e-3] and path[0].predict(X).shape == (len(X),)
+
+
+def test_fit_candidates_orders_pairs_as_base_search_cv(data):
+    X, y = data
+    folds = list(KFold(2).split(X))
+    est = SparseNetClassifier(max_epochs=1, random_state=0, threshold=0.02)
+    fitted = fit_candidates(est, X, y, [{"lam": 1e-4}, {"lam": 5e-2}], folds)
+    assert [e.lam for e in fitted] == [1e-4, 1e-4, 5e-2, 5e-2]
+    reference = clone(est).set_params(lam=5e-2).fit(X[folds[1][0]], y[folds[1][0]])
+    assert _max_weight_gap([fitted[3]], [reference]) <= 1e-4
