@@ -149,10 +149,16 @@ class FuncStack:
             out = torch.func.functional_call(base, (p, b), (x,))
             return out[0] if isinstance(out, tuple) else out
 
-        self._call = torch.func.vmap(call)
+        self._single = len(modules) == 1
+        self._call = call if self._single else torch.func.vmap(call)
 
     def forward(self, x):
-        self._logits = self._call(self.params, self.buffers, x)
+        if self._single:  # no vmap to pay for: the module on the copy's slices
+            first = {name: t[0] for name, t in self.params.items()}
+            buffers = {name: t[0] for name, t in self.buffers.items()}
+            self._logits = self._call(first, buffers, x[0]).unsqueeze(0)
+        else:
+            self._logits = self._call(self.params, self.buffers, x)
         return self._logits.detach().transpose(1, 2).contiguous()
 
     def backward(self, grad):

@@ -221,3 +221,12 @@ def test_fit_candidates_orders_pairs_as_base_search_cv(data):
     assert [e.lam for e in fitted] == [1e-4, 1e-4, 5e-2, 5e-2]
     reference = clone(est).set_params(lam=5e-2).fit(X[folds[1][0]], y[folds[1][0]])
     assert _max_weight_gap([fitted[3]], [reference]) <= 1e-4
+
+
+def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch):
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(40, 1, 12, 12).astype(np.float32), rng.randint(0, 3, 40)
+    est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
+    engine = clone(est).fit(X, y)
+    monkeypatch.setattr("skprune._base.fit_net", lambda *args: False)
+    assert _max_weight_gap([engine], [clone(est).fit(X, y)]) <= 1e-4
