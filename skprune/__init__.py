@@ -2,6 +2,7 @@
 
 from .engine import lambda_path
 from .estimators import SparseNetClassifier, SparseNetRegressor
+from .persistence import load, save
 from .search import ParetoSearchCV
 
 __version__ = "0.1.0"
@@ -11,5 +12,7 @@ __all__ = [
     "SparseNetRegressor",
     "ParetoSearchCV",
     "lambda_path",
+    "save",
+    "load",
     "__version__",
 ]

@@ -9,7 +9,6 @@ Two things differ from a plain skorch net:
   which is most of skorch's overhead on small networks.
 """
 
-import copy
 import math
 
 import torch
@@ -28,7 +27,8 @@ _EVAL_BATCH_SIZE = 1024
 class TensorBatches:
     """Mini-batches of ``(X, y)`` tensors, reshuffled on every pass.
 
-    The last batch may be smaller, as in Keras and ``DataLoader``.
+    The last batch may be smaller, as in Keras and ``DataLoader``. With
+    ``sample_weight`` a batch is ``(X, (y, sample_weight))``.
 
     Examples
     --------
@@ -37,25 +37,31 @@ class TensorBatches:
     [2, 2, 1]
     """
 
-    def __init__(self, X, y, batch_size, shuffle=False, generator=None):
+    def __init__(self, X, y, batch_size, shuffle=False, generator=None, sample_weight=None):
         self.X, self.y = X, y
         self.batch_size = len(X) if batch_size == -1 else batch_size
         self.shuffle = shuffle
         self.generator = generator
+        self.sample_weight = sample_weight
 
     def __len__(self):
         return math.ceil(len(self.X) / self.batch_size)
+
+    def _batch(self, take):
+        if self.sample_weight is None:
+            return take(self.X), take(self.y)
+        return take(self.X), (take(self.y), take(self.sample_weight))
 
     def __iter__(self):
         n, size = len(self.X), self.batch_size
         if not self.shuffle:
             for start in range(0, n, size):
-                yield self.X[start : start + size], self.y[start : start + size]
+                yield self._batch(lambda t, start=start: t[start : start + size])
             return
         order = torch.randperm(n, generator=self.generator).to(self.X.device)
         for start in range(0, n, size):
             idx = order[start : start + size]
-            yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+            yield self._batch(lambda t, idx=idx: t.index_select(0, idx))
 
 
 class _SparseTraining:
@@ -93,6 +99,8 @@ class _SparseTraining:
         self.lam = lam
         self.regularized_layers = regularized_layers
         self.seed = seed
+        #: Per-sample weights of the training rows (a tensor), or None; set by the estimator.
+        self.train_sample_weight = None
 
     def get_default_callbacks(self):
         # PrintLog comes last, from the estimator, so that it sees what the
@@ -139,8 +147,8 @@ class _SparseTraining:
     def regularized_weights(self):
         return [layer.weight for _, layer in self.regularized_named_]
 
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """skorch's ``partial_fit``, except that ``KeyboardInterrupt`` propagates.
+    def partial_fit(self, X, y=None, classes=None, epochs=None, **fit_params):
+        """skorch's ``partial_fit`` for ``epochs`` epochs; ``KeyboardInterrupt`` propagates.
 
         skorch ends training quietly on ``KeyboardInterrupt`` and would return a
         network trained for fewer epochs than asked as if it were finished;
@@ -150,7 +158,7 @@ class _SparseTraining:
             self.initialize()
         self.notify("on_train_begin", X=X, y=y)
         try:
-            self.fit_loop(X, y, **fit_params)
+            self.fit_loop(X, y, epochs=epochs, **fit_params)
         except StopTraining:
             pass
         self.notify("on_train_end", X=X, y=y)
@@ -164,9 +172,10 @@ class _SparseTraining:
             # Reiners §3.2: E is the loss, Ω goes to the optimiser apart.
             self._penalized = False
             self.optimizer_.set_objective(reg, weights)
-        self._generator = torch.Generator()
-        if self.seed is not None:
-            self._generator.manual_seed(self.seed)
+        if getattr(self, "_generator", None) is None:  # kept across partial_fit calls
+            self._generator = torch.Generator()
+            if self.seed is not None:
+                self._generator.manual_seed(self.seed)
         self.reset_error()
 
     def reset_error(self):
@@ -177,21 +186,33 @@ class _SparseTraining:
         """Mean training error E since :meth:`reset_error`, or NaN."""
         if not self._error_sizes:
             return float("nan")
-        sizes = torch.tensor(self._error_sizes, dtype=torch.float32)
-        error = torch.stack(self._error_batches).float().cpu()
+        sizes = torch.stack([torch.as_tensor(n, dtype=torch.float32) for n in self._error_sizes])
+        error, sizes = torch.stack(self._error_batches).float().cpu(), sizes.cpu()
         return float((error * sizes).sum() / sizes.sum())
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        error = super().get_loss(y_pred, y_true, X=X, training=training)
+        weight = None
+        if isinstance(y_true, tuple):
+            y_true, weight = y_true
+        error = self._error(y_pred, y_true, weight, X, training)
         if not training:
             return error
         # Kept as tensors and reduced once per epoch: no kernel, no sync per batch.
         self._error_batches.append(error.detach())
-        self._error_sizes.append(len(y_true))
+        self._error_sizes.append(len(y_true) if weight is None else weight.sum())
         if not self._penalized:
             return error
         omega = self.regularizer.loss_term(self.regularized_weights())
         return (1.0 - self.lam) * error + self.lam * omega
+
+    def _error(self, y_pred, y_true, weight, X, training):
+        """E of the batch: the criterion's mean, or its weighted mean ``Σ wᵢℓᵢ / Σ wᵢ``."""
+        if weight is None:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        y_pred = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+        losses = type(self.criterion_)(reduction="none")(y_pred, y_true)
+        losses = losses.reshape(len(losses), -1).mean(dim=1)  # per sample, over outputs
+        return (weight * losses).sum() / weight.sum().clamp_min(1e-12)
 
     def _set_training(self, training=True):
         # skorch calls this for every batch; walking the module tree each time
@@ -212,24 +233,20 @@ class _SparseTraining:
         default = self.batch_size if training else max(self.batch_size, _EVAL_BATCH_SIZE)
         batch_size = self.get_params_for(prefix).get("batch_size", default)
         generator = getattr(self, "_generator", None) if training else None
-        return TensorBatches(X, y, batch_size, shuffle=training, generator=generator)
+        weight = self.train_sample_weight if training else None
+        return TensorBatches(X, y, batch_size, training, generator, sample_weight=weight)
 
-    @torch.no_grad()
     def forward_float64(self, X):
-        """The module's outputs for ``X`` from a float64 copy of the trained module.
+        """The module's outputs for the tensor ``X``, as a float64 ndarray.
 
         In float32 a sample's outputs change in their last bits with the other
-        samples of its batch (matrix kernels block the batch differently), so
-        predictions would depend on how the data are split; in float64 those
-        differences are far below anything a caller compares.
+        samples of its batch, so predictions would depend on how the data are
+        split; they come from a float64 form of the module made once (see
+        :mod:`skprune._inference`), compacted after ``sparsify()``.
         """
-        module = copy.deepcopy(self.module_).to(torch.float64).eval()
-        size = max(self.batch_size, _EVAL_BATCH_SIZE)
-        chunks = []
-        for start in range(0, len(X), size):
-            out = module(X[start : start + size].to(self.device, torch.float64))
-            chunks.append(out[0] if isinstance(out, tuple) else out)
-        return torch.cat(chunks).cpu()
+        from ._inference import forward_outputs
+
+        return forward_outputs(self, X)
 
 
 class SparseNet(_SparseTraining, NeuralNetClassifier):
@@ -239,7 +256,9 @@ class SparseNet(_SparseTraining, NeuralNetClassifier):
 
     def predict_proba_float64(self, X):
         """Class probabilities (ndarray) from :meth:`forward_float64`."""
-        return torch.softmax(self.forward_float64(X), dim=1).numpy()
+        from ._inference import softmax
+
+        return softmax(self.forward_float64(X))
 
 
 class SparseNetRegression(_SparseTraining, NeuralNetRegressor):

@@ -37,6 +37,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing, check_random_state
 
+from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import unstackable
 from ._validation import resolve_device
@@ -72,6 +73,7 @@ def unstackable_reason(estimator, parts=None):
         "lr_schedule": estimator.lr_schedule is None,
         "validation_fraction": not estimator.validation_fraction,
         "callbacks": not estimator.callbacks,
+        "early_stopping": not getattr(estimator, "early_stopping", False),
         "verbose": not estimator.verbose,
     }
     bad = [name for name, ok in checks.items() if not ok]
@@ -196,13 +198,16 @@ def fit_candidates(estimator, X, y, candidates, folds):
     return fit_stacked(estimators, X, y, [train for _, train in pairs])
 
 
-def fit_net(estimator, net, X, y):
+def fit_net(estimator, net, X, y, weight=None, epochs=None):
     """Train ``net`` (initialised by ``estimator._build_net``) on tensors ``X``, ``y``.
 
     The single fit through the engine (K = 1), for ``fit`` to call in place of
     ``net.partial_fit(X, y)``. Returns False, training nothing, when the engine
-    does not serve the estimator's settings.
+    does not serve it: settings it does not serve, sample weights, a number of
+    ``epochs`` (``partial_fit``), or a net that has trained before.
     """
+    if weight is not None or epochs is not None or len(net.history):
+        return False
     parts = _net_parts(net)
     if unstackable_reason(estimator, parts) or unstackable(net.module_):
         return False
@@ -233,21 +238,20 @@ def _prepare(est, X, y, rows):
     est._validate_params()
     est._forget_fit()
     est._check_routed_params()
-    Xv, yv = est._validate_fit_data(*_rows(X, y, rows))
+    Xv, yv, weight = est._validate_fit_data(*_rows(X, y, rows), None, reset=True)
     device = resolve_device(est.device)
     parts = est._build_parts(device)
-    if unstackable_reason(est, parts):
+    if weight is not None or unstackable_reason(est, parts):
         return None
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
-    X_train = est._to_tensor(Xv).to(device)
-    with torch.random.fork_rng(devices=_cuda_devices(device)):
+    (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
+    with torch.random.fork_rng(devices=cuda_indices(device)):
         torch.manual_seed(seed)
         est.net_ = est._build_net(device, parts, seed, None).initialize()
         check_module(est, est.net_, X_train, parts)
     if unstackable(est.net_.module_):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
-    y_train = torch.as_tensor(yv).to(device)
     return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
 
 
@@ -264,14 +268,6 @@ def _full_tensor(copy, X):
     same dtype and sample shape as its own training rows.
     """
     return copy.estimator._validate_predict_data(X).to(copy.rows.device)
-
-
-def _cuda_devices(device):
-    """The CUDA device whose random state ``fit`` forks (none on the CPU)."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 def _groups(copies):
@@ -298,3 +294,4 @@ def _finish(est):
     est.history_ = est.net_.history
     est._record_sparsity()
     est._record_lambda_history()
+    est._record_iterations()

@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 from skprune import SparseNetClassifier
 from skprune._checks import DivergenceCheck
 from skprune._net import SparsityHistory
+from skprune._warm_start import WarmStart
 from skprune.constrained import HardConcrete
 from skprune.lobster import LOBSTER, LobsterPruning
 from skprune.magnitude import MagnitudePruning
@@ -65,6 +66,11 @@ def test_package_has_no_import_cycle_counting_imports_inside_functions():
     assert _cycle(graph) is None
 
 
+def test_every_module_is_at_most_400_lines():
+    lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
+
+
 def test_only_the_estimators_import_the_registry():
     importers = {p.stem for p in PACKAGE.glob("*.py") if "registry" in _imports(p)}
     assert importers <= {"_base", "search", "estimators"}
@@ -84,6 +90,7 @@ CALLBACKS = [
     SparsityHistory(),
     DivergenceCheck(),
     SigmoidLR(1e-2, 1e-3),
+    WarmStart("/tmp/skprune-warm", 1e-3),
 ]
 
 

@@ -69,3 +69,16 @@ def test_pareto_search_on_a_regressor_refits_at_the_knee(diabetes):
     assert search.pareto_front_[:, 0].min() > 1000
     assert search.best_params_["lam"] == search.knee_["lam"]
     assert hasattr(search.best_estimator_, "density_")
+
+
+def test_regressor_sparsifies_and_saves_like_the_classifier(diabetes, tmp_path):
+    import skprune
+
+    X_train, X_test, y_train, _ = diabetes
+    reg = SparseNetRegressor(lam=1e-2, max_epochs=5, random_state=0).fit(X_train, y_train)
+    dense = reg.predict(X_test)
+    np.testing.assert_allclose(reg.sparsify().predict(X_test), dense, rtol=1e-5)
+    skprune.save(reg, tmp_path / "reg.skp")
+    loaded = skprune.load(tmp_path / "reg.skp")
+    np.testing.assert_allclose(loaded.predict(X_test), dense, rtol=1e-5)
+    assert loaded.predict(X_test).shape == dense.shape and loaded.density_ == reg.density_
