@@ -44,7 +44,14 @@ from ._validation import resolve_device
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
 
-__all__ = ["lambda_path", "fit_stacked", "fit_candidates", "fit_net", "unstackable_reason"]
+__all__ = [
+    "lambda_path",
+    "fit_stacked",
+    "fit_candidates",
+    "train_net",
+    "fit_net",
+    "unstackable_reason",
+]
 
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
 _REGULARIZERS = (L1, L2, L0, L2L0)
@@ -196,6 +203,19 @@ def fit_candidates(estimator, X, y, candidates, folds):
     pairs = [(params, train) for params in candidates for train, _ in folds]
     estimators = [clone(estimator).set_params(**params) for params, _ in pairs]
     return fit_stacked(estimators, X, y, [train for _, train in pairs])
+
+
+def train_net(estimator, net, X, y, weight=None, epochs=None):
+    """Train ``net`` as ``fit`` does: through the engine where it serves, else skorch's loop.
+
+    ``weight`` are per-sample weights (or None) and ``epochs`` the number of
+    epochs (None: ``max_epochs``), as ``SparseNet.partial_fit`` takes them.
+    """
+    if fit_net(estimator, net, X, y, weight, epochs):
+        return
+    net.train_sample_weight = weight
+    net.partial_fit(X, y, epochs=epochs)
+    net.train_sample_weight = None  # not kept in the fitted estimator
 
 
 def fit_net(estimator, net, X, y, weight=None, epochs=None):

@@ -33,7 +33,7 @@ def device(request):
 @pytest.fixture
 def skorch_fit(monkeypatch):
     """Separate fits through skorch's training loop, not the engine: the reference."""
-    monkeypatch.setattr("skprune._base.fit_net", lambda *args: False)
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
 
 
 def _max_weight_gap(fitted, separate):
@@ -228,5 +228,5 @@ def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch):
     X, y = rng.rand(40, 1, 12, 12).astype(np.float32), rng.randint(0, 3, 40)
     est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
     engine = clone(est).fit(X, y)
-    monkeypatch.setattr("skprune._base.fit_net", lambda *args: False)
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
     assert _max_weight_gap([engine], [clone(est).fit(X, y)]) <= 1e-4

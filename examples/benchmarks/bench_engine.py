@@ -52,7 +52,7 @@ def _timed(fn):
 
 def skorch_loop():
     """Fits through skorch's training loop: the engine turned off."""
-    return mock.patch("skprune._base.fit_net", lambda *args: False)
+    return mock.patch("skprune.engine.fit_net", lambda *args: False)
 
 
 def path_ratios(estimator, X, y, ks, rounds):
