@@ -1,5 +1,6 @@
 """skprune: sparse neural networks in scikit-learn."""
 
+from .engine import lambda_path
 from .estimators import SparseNetClassifier, SparseNetRegressor
 from .persistence import load, save
 from .search import ParetoSearchCV
@@ -10,6 +11,7 @@ __all__ = [
     "SparseNetClassifier",
     "SparseNetRegressor",
     "ParetoSearchCV",
+    "lambda_path",
     "save",
     "load",
     "__version__",

@@ -28,6 +28,7 @@ from ._net import SparsityHistory
 from ._routing import RoutedParams
 from ._stopping import EarlyStopping, check_stopping
 from ._validation import resolve_device
+from .engine import train_net
 from .models import BUILTIN_MODULES
 from .optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
 from .pruning import Pruner
@@ -207,10 +208,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         return self._guarded(self._run, train, epochs)
 
     def _run(self, train, epochs):
-        X, y, weight = train
-        self.net_.train_sample_weight = weight
-        self.net_.partial_fit(X, y, epochs=epochs)
-        self.net_.train_sample_weight = None  # not kept in the fitted estimator
+        train_net(self, self.net_, *train, epochs)  # the stacked engine (K = 1) or skorch's loop
         self.history_ = self.net_.history
         self._record_sparsity()
         self._record_lambda_history()
