@@ -31,6 +31,7 @@ bench: setup
 	$(PY) examples/benchmarks/compare_regularizers.py --plot docs/_static/compare_regularizers.png
 	$(PY) examples/benchmarks/knee_search_mnist.py --plot docs/_static/knee_search_mnist.png
 	$(PY) examples/benchmarks/controlled_density.py --plots docs/_static
+	$(PY) examples/benchmarks/bench_deploy.py --plot docs/_static/deploy_latency.png
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -1,8 +1,18 @@
 """skprune: sparse neural networks in scikit-learn."""
 
-from .estimators import SparseNetClassifier
+from .engine import lambda_path
+from .estimators import SparseNetClassifier, SparseNetRegressor
+from .persistence import load, save
 from .search import ParetoSearchCV
 
 __version__ = "0.1.0"
 
-__all__ = ["SparseNetClassifier", "ParetoSearchCV", "__version__"]
+__all__ = [
+    "SparseNetClassifier",
+    "SparseNetRegressor",
+    "ParetoSearchCV",
+    "lambda_path",
+    "save",
+    "load",
+    "__version__",
+]

@@ -7,7 +7,6 @@ targets are (:meth:`BaseSparseNet._encode_targets`), which skorch net trains
 """
 
 import copy
-import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -17,32 +16,34 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from skorch.callbacks import PrintLog
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
+from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
+from ._routing import RoutedParams
+from ._stopping import EarlyStopping, check_stopping
 from ._validation import resolve_device
+from .engine import train_net
 from .models import BUILTIN_MODULES
 from .optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
 from .pruning import Pruner
 from .registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
 from .regularizers import Regularizer
 from .schedules import LR_SCHEDULES, make_lr_schedule
+from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
 
 #: History entries holding one value per layer or group: too wide for the log.
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 
-#: Prefixes of the routed parameters ``<prefix>__<name>``, as in skorch.
-_PREFIXES = ("module", "optimizer", "regularizer", "pruning", "callbacks")
 
-
-class BaseSparseNet(BaseEstimator):
+class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
     """Base class of the sparse network estimators (see :class:`~skprune.SparseNetClassifier`)."""
 
     _parameter_constraints = {
@@ -67,6 +68,10 @@ class BaseSparseNet(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
     }
 
     def __init__(
@@ -93,6 +98,10 @@ class BaseSparseNet(BaseEstimator):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
         **kwargs,
     ):
         self.module = module
@@ -116,81 +125,95 @@ class BaseSparseNet(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
         self._set_routed_params(kwargs)
-
-    # -- routed ``prefix__name`` parameters, as in skorch -------------------
-
-    # Like any parameter, they are stored as given and checked in ``fit``.
-
-    def _set_routed_params(self, params):
-        if not hasattr(self, "_routed"):
-            self._routed = []
-        for key, value in params.items():
-            setattr(self, key, value)
-            if key not in self._routed:
-                self._routed.append(key)
-
-    def _check_routed_params(self):
-        unknown = [k for k in self._routed if k.partition("__")[0] not in _PREFIXES]
-        if unknown or any(not k.partition("__")[2] for k in self._routed):
-            raise ValueError(
-                f"{type(self).__name__} got unknown parameters {unknown or self._routed}; "
-                f"routed parameters are named {[p + '__<name>' for p in _PREFIXES]}."
-            )
-
-    def _prefixed_params(self, prefix):
-        """The routed parameters ``prefix__name`` as ``{name: value}``."""
-        start = prefix + "__"
-        return {k[len(start) :]: getattr(self, k) for k in self._routed if k.startswith(start)}
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        return {**params, **{k: getattr(self, k) for k in self._routed}}
-
-    def set_params(self, **params):
-        own = self._get_param_names()
-        self._set_routed_params({k: v for k, v in params.items() if k not in own})
-        return super().set_params(**{k: v for k, v in params.items() if k in own})
 
     # -- fitting -------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network on ``X`` (n, d) or (n, C, H, W) and targets ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights: E becomes each batch's weighted mean loss
+            ``Σ wᵢℓᵢ / Σ wᵢ``. Equal weights train exactly as no weights.
 
         Returns
         -------
         self : estimator
-            The fitted estimator. If training is interrupted or fails, the
-            exception propagates and the estimator is left unfitted.
+            With ``warm_start`` and a fitted estimator, training continues
+            from the fitted weights, masks and optimiser state. If training is
+            interrupted or fails, the exception propagates and the estimator
+            is left unfitted.
         """
+        if self.warm_start and hasattr(self, "net_"):
+            return self._continue(X, y, sample_weight, None)
+        return self._guarded(self._start, X, y, sample_weight, None)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One pass (epoch) over ``X`` and ``y``, continuing the fitted network.
+
+        The regularizer and threshold pruning act as in ``fit``; modes that
+        need the end of training (magnitude pruning, LOBSTER, ``"after"``) and
+        ``early_stopping`` raise ``ValueError``. A classifier needs ``classes``
+        (every label it will ever see) on the first call.
+
+        Returns
+        -------
+        self : estimator
+        """
+        if hasattr(self, "net_"):
+            return self._continue(X, y, sample_weight, 1)
+        self._validate_params()
+        return self._guarded(self._start, X, y, sample_weight, 1, classes)
+
+    def _guarded(self, train, *args):
+        """Run ``train``; on any exception (``KeyboardInterrupt`` too) forget the fit."""
         try:
-            return self._fit(X, y)
+            return train(*args)
         except BaseException:
             self._forget_fit()
             raise
 
-    def _fit(self, X, y):
+    def _start(self, X, y, sample_weight, epochs, classes=None):
+        """A new training: checks, parts and net, then ``epochs`` epochs (None: all)."""
         self._forget_fit()
         self._check_routed_params()
         check_params(self)
-        X, y = self._validate_fit_data(X, y)
+        X, y, weight = self._validate_fit_data(X, y, sample_weight, classes, reset=True)
         device = resolve_device(self.device)
-        parts = self._build_parts(device)
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        # Moved to the device once: batches are then slices there, not copies.
-        train, valid = (
-            part and tuple(t.to(device) for t in part) for part in self._split(X, y, seed)
-        )
-        with torch.random.fork_rng(devices=_cuda_indices(device)):
+        parts = self._build_parts(device, incremental=epochs is not None)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        train, valid = self._split(X, y, weight, seed, device)
+        with torch.random.fork_rng(devices=cuda_indices(device)):
             torch.manual_seed(seed)
             self.net_ = self._build_net(device, parts, seed, valid).initialize()
             check_module(self, self.net_, train[0], parts)
-            self.net_.partial_fit(*train)
+            return self._run(train, epochs)
+
+    def _continue(self, X, y, sample_weight, epochs):
+        """More epochs of the fitted network, its masks and optimiser state."""
+        X, y, weight = self._validate_fit_data(X, y, sample_weight, reset=False)
+        seed = self.net_.seed + len(self.history_)  # a new validation split each call
+        train, valid = self._split(X, y, weight, seed, self.net_.device)
+        if valid is not None:
+            self.net_.train_split = predefined_split(Dataset(*valid))
+        # Bad input above leaves the fitted model as it was; a failed pass does not.
+        return self._guarded(self._run, train, epochs)
+
+    def _run(self, train, epochs):
+        train_net(self, self.net_, *train, epochs)  # the stacked engine (K = 1) or skorch's loop
         self.history_ = self.net_.history
         self._record_sparsity()
         self._record_lambda_history()
+        self._record_iterations()
         return self
 
     def _forget_fit(self):
@@ -198,19 +221,30 @@ class BaseSparseNet(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 
-    def _validate_fit_data(self, X, y):
-        X, self._input_shape = _flatten_images(X)
-        X, y = validate_data(self, X, y, dtype=np.float32, **self._y_validation)
-        return X, self._encode_targets(y)
+    def _validate_fit_data(self, X, y, sample_weight, classes=None, reset=True):
+        """``(X, encoded y, sample weights or None)``; ``reset=False`` checks against the fit."""
+        X, shape = flatten_images(X)
+        if reset:
+            self._input_shape = shape
+        else:
+            self._check_image_shape(shape)
+        X, y = validate_data(self, X, y, dtype=np.float32, reset=reset, **self._y_validation)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float32, ensure_non_negative=True
+            )
+        y = self._encode_targets(y, classes, reset, sample_weight)
+        return X, y, combined_weights(sample_weight, self._target_weights(y))
 
-    def _build_parts(self, device):
+    def _build_parts(self, device, incremental=False):
         """Regularizer, pruner and optimiser, checked against each other before training."""
         regularizer = (
             None if self.regularizer is None else build_part(self, "regularizer", self.regularizer)
         )
         pruner = self._resolve_pruning(regularizer)
         optimizer = optimizer_and_kwargs(self, device)
-        check_parts(self, regularizer, pruner, optimizer[0], _part_defaults(type(self)))
+        check_parts(self, regularizer, pruner, optimizer[0], part_defaults(type(self)))
+        check_stopping(self, pruner, incremental)
         make_lr_schedule(self)  # checks lr_final against lr
         return regularizer, pruner, optimizer
 
@@ -221,16 +255,30 @@ class BaseSparseNet(BaseEstimator):
             pruning = None if regularizer is not None and regularizer.prunes_itself else "batch"
         return None if pruning is None else build_part(self, "pruning", pruning)
 
-    def _split(self, X, y, seed):
-        """Training and validation ``(X, y)`` tensors (validation may be None)."""
-        if not self.validation_fraction:
-            return (self._to_tensor(X), torch.as_tensor(y)), None
-        stratify = check_split(self, y)
-        X_tr, X_va, y_tr, y_va = train_test_split(
-            X, y, test_size=self.validation_fraction, stratify=stratify, random_state=seed
-        )
+    def _split(self, X, y, weight, seed, device):
+        """Training ``(X, y, weight)`` and validation ``(X, y)`` tensors on ``device``.
+
+        Moved to the device once: batches are then slices there, not copies.
+        Validation is None without ``validation_fraction``; weights are None
+        when all are equal.
+        """
         to = self._to_tensor
-        return (to(X_tr), torch.as_tensor(y_tr)), (to(X_va), torch.as_tensor(y_va))
+        if not self.validation_fraction:
+            train, valid = (X, y, weight), None
+        else:
+            stratify = check_split(self, y)
+            parts = [X, y] if weight is None else [X, y, weight]
+            parts = train_test_split(
+                *parts, test_size=self.validation_fraction, stratify=stratify, random_state=seed
+            )
+            train = (parts[0], parts[2], parts[4] if weight is not None else None)
+            valid = (parts[1], parts[3])
+        X_tr, y_tr, w_tr = train
+        train = (to(X_tr), torch.as_tensor(y_tr), None if w_tr is None else torch.as_tensor(w_tr))
+        train = tuple(t if t is None else t.to(device) for t in train)
+        if valid is not None:
+            valid = (to(valid[0]).to(device), torch.as_tensor(valid[1]).to(device))
+        return train, valid
 
     def _to_tensor(self, X):
         """float32 tensor in the shape the module was fitted on.
@@ -246,6 +294,7 @@ class BaseSparseNet(BaseEstimator):
         regularizer, pruner, (optimizer, optimizer_kwargs) = parts
         module, module_kwargs = self._resolve_module()
         callbacks = [
+            *self._scoring_callbacks(valid),
             *([("regularizer", regularizer)] if regularizer is not None else []),
             *([("pruning", pruner)] if pruner is not None else []),
             *(("lr_schedule", cb) for cb in make_lr_schedule(self)),
@@ -279,6 +328,18 @@ class BaseSparseNet(BaseEstimator):
             **{f"callbacks__{k}": v for k, v in self._prefixed_params("callbacks").items()},
         )
 
+    def _scoring_callbacks(self, valid):
+        """Early stopping, before the pruner so that it restores the best weights first."""
+        if not self.early_stopping:
+            return []
+        key, *scorers = self._validation_score
+        stopping = EarlyStopping(key, self.n_iter_no_change, self.tol)
+        return [*copy.deepcopy(scorers), ("early_stopping", stopping)]
+
+    def _target_weights(self, y):
+        """Per-sample weights that the targets imply (a classifier's ``class_weight``)."""
+        return None
+
     def _resolve_module(self):
         """The module (class or a copy of the instance) and its keyword arguments."""
         kwargs = self._prefixed_params("module")
@@ -306,6 +367,14 @@ class BaseSparseNet(BaseEstimator):
                 stacklevel=5,
             )
 
+    def _record_iterations(self):
+        """``n_iter_``, ``loss_curve_`` and the early-stopping scores, as ``MLPClassifier``."""
+        self.n_iter_ = len(self.history_)
+        self.loss_curve_ = [float(v) for v in self.history_[:, "train_loss"]]
+        stopping = dict(self.net_.callbacks_).get("early_stopping")
+        self.validation_scores_ = None if stopping is None else list(stopping.scores_)
+        self.best_validation_score_ = None if stopping is None else stopping.best_score_
+
     def _record_lambda_history(self):
         lambdas = lambda_history(self.net_.optimizer_)
         if lambdas is not None:
@@ -313,41 +382,17 @@ class BaseSparseNet(BaseEstimator):
 
     # -- prediction ----------------------------------------------------------
 
-    def _validate_predict_data(self, X):
-        check_is_fitted(self)
-        X, shape = _flatten_images(X)
+    def _check_image_shape(self, shape):
+        """Images must have the shape seen in ``fit`` (flat rows of its size pass)."""
         if len(shape) > 1 and tuple(shape) != tuple(self._input_shape):
             raise ValueError(
                 f"X has samples of shape {tuple(shape)}, but {type(self).__name__} was "
                 f"fitted on samples of shape {tuple(self._input_shape)}."
             )
+
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        X, shape = flatten_images(X)
+        self._check_image_shape(shape)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         return self._to_tensor(X)
-
-    def _forward(self, X):
-        """The network's outputs for ``X`` (already validated), float64 on the CPU."""
-        return self.net_.forward_float64(self._validate_predict_data(X))
-
-
-def _part_defaults(cls):
-    """The estimator parameters that only some parts read, with their defaults."""
-    signature = inspect.signature(cls.__init__).parameters
-    names = ("threshold", "target_density", "finetune_epochs", "loss_tolerance", "patience")
-    return {name: signature[name].default for name in names}
-
-
-def _flatten_images(X):
-    """(X as 2-D, per-sample shape): image batches (n, C, H, W) become (n, C·H·W)."""
-    if not hasattr(X, "ndim"):  # lists; arrays, DataFrames and sparse matrices have it
-        X = np.asarray(X)
-    if X.ndim > 2:
-        X = np.asarray(X)
-        return X.reshape(len(X), -1), X.shape[1:]
-    return X, (X.shape[1] if X.ndim == 2 else 0,)
-
-
-def _cuda_indices(device):
-    device = torch.device(device)
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]

@@ -1,6 +1,6 @@
 """The skorch net behind :class:`~skprune.SparseNetClassifier`.
 
-Two things differ from a plain :class:`skorch.NeuralNetClassifier`:
+Two things differ from a plain skorch net:
 
 * the loss is the weighted sum ``(1 − λ)·E + λ·Ω`` of Reiners eq. (7), made in
   one place, :meth:`SparseNet.get_loss`, with Ω's gradient taken analytically;
@@ -9,18 +9,17 @@ Two things differ from a plain :class:`skorch.NeuralNetClassifier`:
   which is most of skorch's overhead on small networks.
 """
 
-import copy
 import math
 
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 
 from .metrics import count_nonzero, layer_density, regularized_layers
 from .optim import MultiObjectiveOptimizer
 from .pruning import StopTraining
 
-__all__ = ["TensorBatches", "SparseNet", "SparsityHistory"]
+__all__ = ["TensorBatches", "SparseNet", "SparseNetRegression", "SparsityHistory"]
 
 _EVAL_BATCH_SIZE = 1024
 
@@ -28,7 +27,8 @@ _EVAL_BATCH_SIZE = 1024
 class TensorBatches:
     """Mini-batches of ``(X, y)`` tensors, reshuffled on every pass.
 
-    The last batch may be smaller, as in Keras and ``DataLoader``.
+    The last batch may be smaller, as in Keras and ``DataLoader``. With
+    ``sample_weight`` a batch is ``(X, (y, sample_weight))``.
 
     Examples
     --------
@@ -37,34 +37,43 @@ class TensorBatches:
     [2, 2, 1]
     """
 
-    def __init__(self, X, y, batch_size, shuffle=False, generator=None):
+    def __init__(self, X, y, batch_size, shuffle=False, generator=None, sample_weight=None):
         self.X, self.y = X, y
         self.batch_size = len(X) if batch_size == -1 else batch_size
         self.shuffle = shuffle
         self.generator = generator
+        self.sample_weight = sample_weight
 
     def __len__(self):
         return math.ceil(len(self.X) / self.batch_size)
+
+    def _batch(self, take):
+        if self.sample_weight is None:
+            return take(self.X), take(self.y)
+        return take(self.X), (take(self.y), take(self.sample_weight))
 
     def __iter__(self):
         n, size = len(self.X), self.batch_size
         if not self.shuffle:
             for start in range(0, n, size):
-                yield self.X[start : start + size], self.y[start : start + size]
+                yield self._batch(lambda t, start=start: t[start : start + size])
             return
         order = torch.randperm(n, generator=self.generator).to(self.X.device)
         for start in range(0, n, size):
             idx = order[start : start + size]
-            yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+            yield self._batch(lambda t, idx=idx: t.index_select(0, idx))
 
 
-class SparseNet(NeuralNetClassifier):
-    """skorch classifier trained on ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7).
+class _SparseTraining:
+    """A skorch net trained on ``(1 − λ)·E + λ·Ω`` (Reiners eq. 7).
+
+    Mixed into :class:`skorch.NeuralNetClassifier` (E the cross-entropy) and
+    :class:`skorch.NeuralNetRegressor` (E the mean squared error).
 
     Parameters
     ----------
     module, criterion, optimizer, ... :
-        As for :class:`skorch.NeuralNetClassifier`.
+        As for :class:`skorch.NeuralNet`.
     regularizer : object or None, default=None
         Follows the protocol of :mod:`skprune.regularizers`.
     lam : float, default=0.0
@@ -90,6 +99,8 @@ class SparseNet(NeuralNetClassifier):
         self.lam = lam
         self.regularized_layers = regularized_layers
         self.seed = seed
+        #: Per-sample weights of the training rows (a tensor), or None; set by the estimator.
+        self.train_sample_weight = None
 
     def get_default_callbacks(self):
         # PrintLog comes last, from the estimator, so that it sees what the
@@ -136,8 +147,8 @@ class SparseNet(NeuralNetClassifier):
     def regularized_weights(self):
         return [layer.weight for _, layer in self.regularized_named_]
 
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """skorch's ``partial_fit``, except that ``KeyboardInterrupt`` propagates.
+    def partial_fit(self, X, y=None, classes=None, epochs=None, **fit_params):
+        """skorch's ``partial_fit`` for ``epochs`` epochs; ``KeyboardInterrupt`` propagates.
 
         skorch ends training quietly on ``KeyboardInterrupt`` and would return a
         network trained for fewer epochs than asked as if it were finished;
@@ -147,7 +158,7 @@ class SparseNet(NeuralNetClassifier):
             self.initialize()
         self.notify("on_train_begin", X=X, y=y)
         try:
-            self.fit_loop(X, y, **fit_params)
+            self.fit_loop(X, y, epochs=epochs, **fit_params)
         except StopTraining:
             pass
         self.notify("on_train_end", X=X, y=y)
@@ -161,34 +172,47 @@ class SparseNet(NeuralNetClassifier):
             # Reiners §3.2: E is the loss, Ω goes to the optimiser apart.
             self._penalized = False
             self.optimizer_.set_objective(reg, weights)
-        self._generator = torch.Generator()
-        if self.seed is not None:
-            self._generator.manual_seed(self.seed)
-        self.reset_ce()
+        if getattr(self, "_generator", None) is None:  # kept across partial_fit calls
+            self._generator = torch.Generator()
+            if self.seed is not None:
+                self._generator.manual_seed(self.seed)
+        self.reset_error()
 
-    def reset_ce(self):
-        """Start a new running mean of the training cross-entropy E."""
-        self._ce_batches, self._ce_sizes = [], []
+    def reset_error(self):
+        """Start a new running mean of the training error E."""
+        self._error_batches, self._error_sizes = [], []
 
-    def mean_ce(self):
-        """Mean training cross-entropy E since :meth:`reset_ce`, or NaN."""
-        if not self._ce_sizes:
+    def mean_error(self):
+        """Mean training error E since :meth:`reset_error`, or NaN."""
+        if not self._error_sizes:
             return float("nan")
-        sizes = torch.tensor(self._ce_sizes, dtype=torch.float32)
-        ce = torch.stack(self._ce_batches).float().cpu()
-        return float((ce * sizes).sum() / sizes.sum())
+        sizes = torch.stack([torch.as_tensor(n, dtype=torch.float32) for n in self._error_sizes])
+        error, sizes = torch.stack(self._error_batches).float().cpu(), sizes.cpu()
+        return float((error * sizes).sum() / sizes.sum())
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        ce = super().get_loss(y_pred, y_true, X=X, training=training)
+        weight = None
+        if isinstance(y_true, tuple):
+            y_true, weight = y_true
+        error = self._error(y_pred, y_true, weight, X, training)
         if not training:
-            return ce
+            return error
         # Kept as tensors and reduced once per epoch: no kernel, no sync per batch.
-        self._ce_batches.append(ce.detach())
-        self._ce_sizes.append(len(y_true))
+        self._error_batches.append(error.detach())
+        self._error_sizes.append(len(y_true) if weight is None else weight.sum())
         if not self._penalized:
-            return ce
+            return error
         omega = self.regularizer.loss_term(self.regularized_weights())
-        return (1.0 - self.lam) * ce + self.lam * omega
+        return (1.0 - self.lam) * error + self.lam * omega
+
+    def _error(self, y_pred, y_true, weight, X, training):
+        """E of the batch: the criterion's mean, or its weighted mean ``Σ wᵢℓᵢ / Σ wᵢ``."""
+        if weight is None:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        y_pred = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+        losses = type(self.criterion_)(reduction="none")(y_pred, y_true)
+        losses = losses.reshape(len(losses), -1).mean(dim=1)  # per sample, over outputs
+        return (weight * losses).sum() / weight.sum().clamp_min(1e-12)
 
     def _set_training(self, training=True):
         # skorch calls this for every batch; walking the module tree each time
@@ -209,37 +233,51 @@ class SparseNet(NeuralNetClassifier):
         default = self.batch_size if training else max(self.batch_size, _EVAL_BATCH_SIZE)
         batch_size = self.get_params_for(prefix).get("batch_size", default)
         generator = getattr(self, "_generator", None) if training else None
-        return TensorBatches(X, y, batch_size, shuffle=training, generator=generator)
+        weight = self.train_sample_weight if training else None
+        return TensorBatches(X, y, batch_size, training, generator, sample_weight=weight)
 
-    @torch.no_grad()
-    def predict_proba_float64(self, X):
-        """Class probabilities from a float64 copy of the trained module.
+    def forward_float64(self, X):
+        """The module's outputs for the tensor ``X``, as a float64 ndarray.
 
-        In float32 a sample's logits change in their last bits with the other
-        samples of its batch (matrix kernels block the batch differently), so
-        predictions would depend on how the data are split; in float64 those
-        differences are far below anything a caller compares.
+        In float32 a sample's outputs change in their last bits with the other
+        samples of its batch, so predictions would depend on how the data are
+        split; they come from a float64 form of the module made once (see
+        :mod:`skprune._inference`), compacted after ``sparsify()``.
         """
-        module = copy.deepcopy(self.module_).to(torch.float64).eval()
-        size = max(self.batch_size, _EVAL_BATCH_SIZE)
-        chunks = []
-        for start in range(0, len(X), size):
-            out = module(X[start : start + size].to(self.device, torch.float64))
-            chunks.append(torch.softmax(out[0] if isinstance(out, tuple) else out, dim=1))
-        return torch.cat(chunks).cpu().numpy()
+        from ._inference import forward_outputs
+
+        return forward_outputs(self, X)
+
+
+class SparseNet(_SparseTraining, NeuralNetClassifier):
+    """The skorch net of :class:`~skprune.SparseNetClassifier`: E is the cross-entropy."""
+
+    error_key = "ce"
+
+    def predict_proba_float64(self, X):
+        """Class probabilities (ndarray) from :meth:`forward_float64`."""
+        from ._inference import softmax
+
+        return softmax(self.forward_float64(X))
+
+
+class SparseNetRegression(_SparseTraining, NeuralNetRegressor):
+    """The skorch net of :class:`~skprune.SparseNetRegressor`: E is the mean squared error."""
+
+    error_key = "mse"
 
 
 class SparsityHistory(Callback):
     """Records, per epoch, E, Ω and the density of the regularised layers.
 
-    Keys written to ``net.history``: ``ce`` (mean training cross-entropy E of
-    the epoch), ``penalty`` (Ω of the weights at the end of the epoch),
+    Keys written to ``net.history``: ``ce`` or ``mse`` (``net.error_key``: the
+    mean training error E of the epoch), ``penalty`` (Ω of the weights at the end of the epoch),
     ``density``, ``n_nonzero`` and ``layer_density`` (dict name -> density).
     """
 
     def on_epoch_end(self, net, **kwargs):
         summary = net.sparsity_summary()
-        net.history.record("ce", net.mean_ce())
+        net.history.record(net.error_key, net.mean_error())
         for key in ("penalty", "n_nonzero", "density", "layer_density"):
             net.history.record(key, summary[key])
-        net.reset_ce()
+        net.reset_error()

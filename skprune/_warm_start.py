@@ -8,6 +8,9 @@ neighbour's weights when training begins and stores its own when it ends,
 keyed by a hash of the fold's training data and λ.
 """
 
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-__all__ = ["WarmStart", "nearest_lambda"]
+__all__ = ["WarmStart", "nearest_lambda", "warm_folder", "add_warm_start"]
 
 
 def nearest_lambda(lam, trained):
@@ -56,11 +59,12 @@ class WarmStart(Callback):
         self.source_lam = source_lam
 
     def initialize(self):
-        self._path = None
+        # Trailing underscore: skorch lists attributes without one as parameters.
+        self.path_ = None
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self._path = _state_path(self.folder, X, y, net.lam)
+        self.path_ = _state_path(self.folder, X, y, net.lam)
         if self.source_lam is None:
             return
         source = _state_path(self.folder, X, y, self.source_lam)
@@ -70,6 +74,34 @@ class WarmStart(Callback):
 
     def on_train_end(self, net, **kwargs):
         Path(self.folder).mkdir(parents=True, exist_ok=True)
-        partial = self._path.with_suffix(".part")
+        partial = self.path_.with_suffix(".part")
         torch.save(net.module_.state_dict(), partial)
-        partial.replace(self._path)
+        partial.replace(self.path_)
+
+
+def add_warm_start(candidates, done, param_name, key, own, folder):
+    """Give each candidate a WarmStart callback (after ``own``) from its nearest earlier λ.
+
+    Returns the ``cv_results_`` column ``warm_start_from`` (NaN: a cold start).
+    """
+    sources = []
+    for candidate in candidates:
+        source = nearest_lambda(candidate[param_name], done)
+        candidate[key] = [*own, WarmStart(folder, source)]
+        sources.append(np.nan if source is None else source)
+    return {"warm_start_from": sources}
+
+
+@contextmanager
+def warm_folder(warm_start, memory):
+    """Where warm-start weights go: ``memory``, or a temporary folder (or None)."""
+    if not warm_start:
+        yield None
+    elif memory is not None:
+        yield memory
+    else:
+        folder = tempfile.mkdtemp(prefix="skprune-warm-")
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -79,5 +79,6 @@ def main(argv=None):
         demo(max_epochs=args.epochs, random_state=args.seed)
         if not args.no_search:
             print()
-            demo_search(png_path=args.plot or None, random_state=args.seed)
+            # The same epochs as the table, so that the knee compares with its rows.
+            demo_search(png_path=args.plot or None, max_epochs=args.epochs, random_state=args.seed)
     return 0

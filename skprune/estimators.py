@@ -1,29 +1,23 @@
-"""``SparseNetClassifier``: a scikit-learn classifier training sparse networks."""
+"""``SparseNetClassifier`` and ``SparseNetRegressor``: estimators training sparse networks."""
+
+import inspect
 
 import numpy as np
-from sklearn.base import ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
+from skorch.callbacks import EpochScoring
 from torch import nn
 
+from . import _inference
 from ._base import BaseSparseNet
-from ._net import SparseNet
+from ._net import SparseNet, SparseNetRegression
 
-__all__ = ["SparseNetClassifier"]
+__all__ = ["SparseNetClassifier", "SparseNetRegressor"]
 
 
-class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
-    """Neural network classifier trained for accuracy *and* sparsity.
-
-    Trains a PyTorch network (through skorch) on the weighted sum of the mean
-    batch cross-entropy E and a complexity objective Ω of the regularised
-    weights (Reiners et al., eq. 7)::
-
-        (1 − lam) · E + lam · Ω
-
-    and prunes weights while or after it trains. After ``fit`` it reports how
-    sparse the network is (``density_``, ``layer_density_``).
-
+_PARAMETERS = """\
     Parameters
     ----------
     module : str, torch.nn.Module class or instance, default="mlp"
@@ -113,24 +107,41 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
         Print one line per epoch when > 0.
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks, appended after skprune's own.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (which must then be > 0),
+        score it after every epoch (accuracy for a classifier, R² for a
+        regressor), stop once the score has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs, and restore the weights of the best epoch
+        (as ``MLPClassifier``). Not with the pruning modes that decide the
+        length of training themselves (magnitude pruning, LOBSTER).
+    n_iter_no_change : int >= 1, default=10
+        Epochs without improvement that end training under ``early_stopping``.
+    tol : float >= 0, default=1e-4
+        The least improvement of the validation score that counts. Unlike
+        ``MLPClassifier``, without ``early_stopping`` training always runs
+        ``max_epochs`` (the papers' protocol).
+    warm_start : bool, default=False
+        A second ``fit`` continues from the fitted weights, masks and optimiser
+        state for ``max_epochs`` more epochs, instead of starting anew.
     **kwargs
         Routed parameters ``module__*``, ``optimizer__*``, ``regularizer__*``,
         ``pruning__*`` and ``callbacks__*``; searchable with ``GridSearchCV``.
 
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
+"""
+
+_FITTED = """\
     n_features_in_ : int
         Number of features after flattening (784 for 28×28 images).
     feature_names_in_ : ndarray of str
         Present when ``X`` had string column names.
-    net_ : skorch.NeuralNetClassifier
+    net_ : skorch.NeuralNet
         The fitted skorch net; ``net_.module_`` is the trained network.
     history_ : skorch.History
-        Per epoch: ``train_loss`` (the weighted sum), ``ce`` (E), ``penalty``
-        (Ω), ``density``, ``n_nonzero``, ``layer_density``, and ``valid_loss``
-        / ``valid_acc`` with a validation split; ``lr`` with ``lr_schedule``;
+        Per epoch: ``train_loss`` (the weighted sum), E (``ce``, the
+        cross-entropy, for a classifier; ``mse``, the mean squared error, for a
+        regressor), ``penalty`` (Ω), ``density``, ``n_nonzero``,
+        ``layer_density``, and ``valid_loss`` (and a classifier's ``valid_acc``)
+        with a validation split; ``lr`` with ``lr_schedule``;
         ``lambda`` (the epoch's mean λ*) with a multi-objective optimizer; the
         pruning modes' events (``event_prune``; ``lobster_threshold``,
         ``event_lobster_prune``).
@@ -145,12 +156,57 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
     layer_density_ : dict
         Regularised layer name -> its share of non-zero weights.
     objectives_ : tuple of float
-        The biobjective point (E, Ω): the mean training cross-entropy of the
-        last epoch and the regulariser of the final weights.
+        The biobjective point (E, Ω): the mean training error E of the last
+        epoch and the regulariser of the final weights.
     lambda_history_ : ndarray of shape (n_steps,)
         With a multi-objective optimizer only: the λ* chosen at every
         optimiser step (Reiners Fig. 8).
+    n_iter_ : int
+        Epochs run (``partial_fit`` passes included), as ``len(history_)``.
+    loss_curve_ : list of float
+        The training loss ``(1 − λ)·E + λ·Ω`` of every epoch.
+    validation_scores_ : list of float or None
+        With ``early_stopping``: the validation score of every epoch.
+    best_validation_score_ : float or None
+        With ``early_stopping``: the best of ``validation_scores_``, whose
+        weights the fitted network holds.
 
+"""
+
+
+_CLASS_WEIGHT = """\
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in E, as in scikit-learn's linear models: a dict
+        label -> weight (missing labels weigh 1), or ``"balanced"``,
+        ``n_samples / (n_classes · count(label))``. They multiply
+        ``sample_weight``.
+"""
+
+
+class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
+    __doc__ = (
+        """\
+Neural network classifier trained for accuracy *and* sparsity.
+
+    Trains a PyTorch network (through skorch) on the weighted sum of the mean
+    batch cross-entropy E and a complexity objective Ω of the regularised
+    weights (Reiners et al., eq. 7)::
+
+        (1 − lam) · E + lam · Ω
+
+    and prunes weights while or after it trains. After ``fit`` it reports how
+    sparse the network is (``density_``, ``layer_density_``).
+
+"""
+        + _PARAMETERS.replace("    **kwargs\n", _CLASS_WEIGHT + "    **kwargs\n", 1)
+        + """\
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen in ``fit``.
+"""
+        + _FITTED
+        + """\
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -159,39 +215,180 @@ class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
     >>> clf = SparseNetClassifier(lam=1e-3, max_epochs=5, random_state=0)
     >>> clf.fit(X / 16, y).density_ < 1
     True
-    """
+"""
+    )
 
     _net_class = SparseNet
     _criterion = nn.CrossEntropyLoss
     _loss_key = "ce"
     _y_validation = {}
     _outputs_meaning = "one logit per class"
+    _validation_score = ("valid_acc",)  # skorch records it with validation data
+    _parameter_constraints = {
+        **BaseSparseNet._parameter_constraints,
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
+    def __init__(self, module="mlp", *, class_weight=None, **kwargs):
+        super().__init__(module, **kwargs)
+        self.class_weight = class_weight
 
     @property
     def _n_outputs(self):
         return len(self.classes_)
 
-    def _encode_targets(self, y):
+    def _encode_targets(self, y, classes=None, reset=True, sample_weight=None):
         check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
+        if reset:
+            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    "SparseNetClassifier needs samples of at least 2 classes in y; "
+                    f"got 1 class ({self.classes_[0]!r})."
+                )
+        unknown = np.setdiff1d(y, self.classes_)
+        if len(unknown):
             raise ValueError(
-                "SparseNetClassifier needs samples of at least 2 classes in y; "
-                f"got 1 class ({self.classes_[0]!r})."
+                f"y has labels {unknown.tolist()} that are not in classes "
+                f"{self.classes_.tolist()}; pass every label as 'classes' to the first "
+                "partial_fit, or call fit."
             )
-        return encoder.transform(y).astype(np.int64)
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        if classes is None and not hasattr(self, "net_"):
+            raise ValueError(
+                "The 'classes' parameter of partial_fit is required on the first call: "
+                "pass every label y will ever hold."
+            )
+        return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+
+    partial_fit.__doc__ = BaseSparseNet.partial_fit.__doc__
+
+    def _target_weights(self, y):
+        if self.class_weight is None:
+            return None
+        weights = compute_class_weight(self.class_weight, classes=self.classes_, y=self.classes_[y])
+        return weights[y]
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
 
-        Computed in float64, so that a sample's probabilities do not depend on
-        the other samples passed with it.
+        Computed in float64 by a form of the network made once (compacted
+        after :meth:`sparsify`), so that a sample's probabilities do not
+        depend on the other samples passed with it.
         """
-        X = self._validate_predict_data(X)
-        return self.net_.predict_proba_float64(X)
+        return _inference.softmax(_inference.predict_outputs(self, X))
 
     def predict(self, X):
         """Predicted class labels (of the type seen in ``fit``)."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+class SparseNetRegressor(RegressorMixin, BaseSparseNet):
+    __doc__ = (
+        """\
+Neural network regressor trained for accuracy *and* sparsity.
+
+    The regression twin of :class:`SparseNetClassifier`, with the same
+    parameters, regularisers, pruning modes and optimisers: it trains on
+
+        (1 − lam) · E + lam · Ω
+
+    with E the mean squared error of the batch (Reiners eq. 7 holds for any
+    loss E). ``y`` may have several columns (multi-output regression).
+
+    The targets are standardised inside ``fit`` (each column to zero mean and
+    unit variance; predictions are mapped back), so E, and with it λ, does not
+    depend on the units of ``y``: a λ chosen on one problem means the same on
+    another, and the default λ interval of :class:`~skprune.ParetoSearchCV`
+    suits every target scale. scikit-learn's ``MLPRegressor`` does not do
+    this (its users reach for ``TransformedTargetRegressor``).
+
+"""
+        + _PARAMETERS
+        + """\
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of target columns.
+    target_mean_, target_scale_ : ndarray of shape (n_outputs,)
+        The standardisation of the targets: the network predicts
+        ``(y − target_mean_) / target_scale_``.
+"""
+        + _FITTED
+        + """\
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skprune import SparseNetRegressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> reg = SparseNetRegressor(lam=1e-3, max_epochs=5, random_state=0)
+    >>> reg.fit(X, y).density_ < 1
+    True
+"""
+    )
+
+    _net_class = SparseNetRegression
+    _criterion = nn.MSELoss
+    _loss_key = "mse"
+    _y_validation = {"y_numeric": True, "multi_output": True}
+    _outputs_meaning = "one output per target column"
+    _validation_score = (
+        "valid_r2",
+        ("valid_r2", EpochScoring("r2", lower_is_better=False, name="valid_r2")),
+    )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @property
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _encode_targets(self, y, classes=None, reset=True, sample_weight=None):
+        y = np.asarray(y, dtype=np.float64)
+        y_1d, y = y.ndim == 1, y.reshape(len(y), -1)
+        if reset:
+            # Weighted moments: integer weights standardise as repeated rows do.
+            self._y_1d, self.n_outputs_ = y_1d, y.shape[1]
+            weight = None if sample_weight is None or not sample_weight.sum() else sample_weight
+            self.target_mean_ = np.average(y, axis=0, weights=weight)
+            scale = np.sqrt(np.average((y - self.target_mean_) ** 2, axis=0, weights=weight))
+            self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} target columns, but SparseNetRegressor was fitted "
+                f"with {self.n_outputs_}."
+            )
+        return ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    def predict(self, X):
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as ``y`` in ``fit``.
+
+        Computed in float64 by a form of the network made once (compacted
+        after :meth:`sparsify`), so that a sample's prediction does not depend
+        on the other samples passed with it.
+        """
+        y = _inference.predict_outputs(self, X) * self.target_scale_ + self.target_mean_
+        return y.ravel() if self._y_1d else y
+
+
+def _with_class_weight(signature):
+    """The base estimator's signature with ``class_weight`` after ``module``.
+
+    scikit-learn reads an estimator's parameters from its ``__init__``
+    signature; the classifier adds one parameter to the shared ones without
+    writing all of them out again.
+    """
+    params = list(signature.parameters.values())
+    extra = inspect.Parameter("class_weight", inspect.Parameter.KEYWORD_ONLY, default=None)
+    return signature.replace(parameters=[*params[:2], extra, *params[2:]])
+
+
+SparseNetClassifier.__init__.__signature__ = _with_class_weight(
+    inspect.signature(BaseSparseNet.__init__)
+)

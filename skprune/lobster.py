@@ -159,6 +159,8 @@ class LobsterPruning(Pruner):
     """
 
     estimator_params = ("patience", "loss_tolerance")
+    incremental = False
+    owns_schedule = True
     needs_validation = True
 
     def __init__(self, patience=5, loss_tolerance=0.05, eps=1e-10):

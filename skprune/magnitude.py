@@ -131,6 +131,8 @@ class MagnitudePruning(Pruner):
     """
 
     estimator_params = ("target_density", "finetune_epochs")
+    incremental = False
+    owns_schedule = True
 
     def __init__(
         self, method="global", target_density=None, finetune_epochs=3, prune_after=None, seed=None

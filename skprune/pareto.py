@@ -7,8 +7,9 @@ et al., ``min (E(w), Ω(w))``, seen through the weighted-sum scalarisation (7)
 
 * :func:`pareto_front` keeps the non-dominated points (Reiners §2), sorted by
   complexity as in Algorithm 3, line 7;
-* :func:`knee_chord_distance` and :func:`knee_ideal_point` pick a knee
-  (Reiners §5; Das 1999 for the chord, Kneedle for the normalisation);
+* :func:`knee_chord_distance`, :func:`knee_ideal_point` and
+  :func:`knee_one_se` pick a knee (Reiners §5; Das 1999 for the chord,
+  Kneedle for the normalisation; Breiman et al. 1984 for one standard error);
 * :func:`dichotomic_weight`, :func:`propose_dichotomic` and
   :func:`propose_bisection` propose the next λ values (Reiners §5,
   Algorithm 3 and the bisection search of §6.3.2).
@@ -21,7 +22,7 @@ __all__ = [
     "normalize",
     "knee_chord_distance",
     "knee_ideal_point",
-    "KNEE_RULES",
+    "knee_one_se",
     "find_knee",
     "dichotomic_weight",
     "propose_dichotomic",
@@ -79,7 +80,7 @@ def normalize(points):
     return (points - low) / np.where(span > 0, span, 1.0)
 
 
-def knee_chord_distance(front):
+def knee_chord_distance(front, loss_se=None):
     """The point farthest from the chord between the front's two extremes.
 
     On axes normalised to [0, 1] (as Kneedle does), the chord joins the
@@ -91,6 +92,8 @@ def knee_chord_distance(front):
     ----------
     front : array-like of shape (n_points, 2)
         Non-dominated ``(loss, complexity)`` pairs sorted by complexity.
+    loss_se : None
+        Unused: the rules share the signature of :func:`knee_one_se`.
 
     Returns
     -------
@@ -112,11 +115,12 @@ def knee_chord_distance(front):
     return int(np.argmax(dist))
 
 
-def knee_ideal_point(front):
+def knee_ideal_point(front, loss_se=None):
     """The point closest to the ideal point (both objectives at their minimum).
 
     Distances are Euclidean on axes normalised to [0, 1], where the ideal
-    point is the origin.
+    point is the origin. ``loss_se`` is unused, as in
+    :func:`knee_chord_distance`.
 
     Examples
     --------
@@ -127,11 +131,47 @@ def knee_ideal_point(front):
     return int(np.argmin(np.hypot(z[:, 0], z[:, 1])))
 
 
-#: Knee rules by name: ``rule(front) -> index into front``.
-KNEE_RULES = {"chord": knee_chord_distance, "ideal": knee_ideal_point}
+def knee_one_se(front, loss_se):
+    """The sparsest point within one standard error of the smallest loss.
+
+    The one-standard-error rule of CART (Breiman, Friedman, Olshen and Stone
+    1984, §3.4.3) and glmnet's ``lambda.1se`` (Hastie, Tibshirani and
+    Friedman, *The Elements of Statistical Learning*, 2nd ed., §7.10): with
+    ``L_i`` the mean loss over the folds and ``s_i`` its standard error (the
+    sample standard deviation over the folds, ``ddof=1``, divided by
+    ``√n_folds``), and ``m = argmin_i L_i``,
+
+    ``knee = argmin { C_i : L_i <= L_m + s_m }``,
+
+    the least complex model the folds cannot tell apart from the best one.
+
+    Parameters
+    ----------
+    front : array-like of shape (n_points, 2)
+        Non-dominated ``(loss, complexity)`` pairs sorted by complexity.
+    loss_se : array-like of shape (n_points,)
+        The standard error of each point's loss; NaN (one fold) counts as 0.
+
+    Returns
+    -------
+    index : int
+
+    Examples
+    --------
+    >>> front = [[0.9, 0.0], [0.30, 0.1], [0.21, 0.3], [0.20, 0.9]]
+    >>> knee_one_se(front, [0.0, 0.02, 0.02, 0.02])
+    2
+    >>> knee_one_se(front, [0.0, 0.02, 0.02, 0.12])
+    1
+    """
+    front = np.asarray(front, dtype=float).reshape(-1, 2)
+    se = np.nan_to_num(np.asarray(loss_se, dtype=float), nan=0.0)
+    best = int(np.argmin(front[:, 0]))
+    within = np.flatnonzero(front[:, 0] <= front[best, 0] + se[best])
+    return int(within[np.argmin(front[within, 1])])
 
 
-def find_knee(points, collapsed=None, rule="chord"):
+def find_knee(points, collapsed=None, rule=knee_chord_distance, loss_se=None):
     """The front of ``points`` and the row of its knee.
 
     A collapsed point (a network with every weight zero) stays on the front as
@@ -144,8 +184,11 @@ def find_knee(points, collapsed=None, rule="chord"):
         ``(loss, complexity)`` rows.
     collapsed : array-like of bool or None, default=None
         Which rows are collapsed networks.
-    rule : {"chord", "ideal"} or callable, default="chord"
-        A name of :data:`KNEE_RULES`, or ``rule(front) -> index into front``.
+    rule : callable, default=knee_chord_distance
+        ``rule(front) -> index into front``, or ``rule(front, loss_se)`` when
+        ``loss_se`` is given (as :func:`knee_one_se` needs).
+    loss_se : array-like of shape (n_points,) or None, default=None
+        Standard error of each row's loss, passed to the rule for the front.
 
     Returns
     -------
@@ -160,15 +203,20 @@ def find_knee(points, collapsed=None, rule="chord"):
     >>> front, knee = find_knee(pts, collapsed=[True, False, False, False, False])
     >>> front.tolist(), knee
     ([0, 1, 2, 3, 4], 2)
+    >>> find_knee(pts, rule=knee_ideal_point)[1]
+    2
     """
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     front = pareto_front(points)
     if front.size == 0:
         raise ValueError("No finite point: every candidate fit failed; no front to search.")
-    collapsed = np.zeros(len(points), bool) if collapsed is None else np.asarray(collapsed)
+    collapsed = np.zeros(len(points), bool) if collapsed is None else np.asarray(collapsed, bool)
     alive = front[~collapsed[front]]
     candidates = alive if alive.size else front
-    k = (KNEE_RULES[rule] if isinstance(rule, str) else rule)(points[candidates])
+    if loss_se is None:
+        k = rule(points[candidates])
+    else:
+        k = rule(points[candidates], np.asarray(loss_se, dtype=float)[candidates])
     if not isinstance(k, (int, np.integer)) or not 0 <= k < len(candidates):
         raise ValueError(
             f"The 'knee' callable must return an index into the front of "
@@ -255,14 +303,15 @@ def _midpoint(a, b):
     return float(np.sqrt(a * b)) if a > 0 else (a + b) / 2
 
 
-def propose_bisection(lams, knee_lam, points=None, n_new=2, min_ratio=1.05):
+def propose_bisection(lams, knee_lam, points=None, resolution=0.5, n_new=2):
     """Split the λ intervals on either side of the current knee (Reiners §5).
 
     The bisection search decomposes the λ interval into sub-intervals of equal
     size (in log λ, since critical weights lie in a narrow range close to zero,
     §6.3.2) and refines where the trade-off changes most: next to the knee,
-    the side whose ends lie farther apart on normalised axes first. Intervals
-    narrower than ``min_ratio`` (``b / a``) count as resolved.
+    the side whose ends lie farther apart on normalised axes first. A side
+    spanning at most ``resolution`` decades (``log10(b / a) <= resolution``)
+    is resolved; once both are, nothing is proposed.
 
     Parameters
     ----------
@@ -272,13 +321,15 @@ def propose_bisection(lams, knee_lam, points=None, n_new=2, min_ratio=1.05):
         The weight of the current knee (one of ``lams``).
     points : array-like of shape (len(lams), 2) or None, default=None
         ``(loss, complexity)`` of each weight; None orders the sides by width.
+    resolution : float, default=0.5
+        In decades of λ.
     n_new : int, default=2
         The most new weights to return.
 
     Returns
     -------
     list of float
-        Midpoints of the unresolved intervals next to the knee.
+        Midpoints (in log λ) of the unresolved intervals next to the knee.
 
     Examples
     --------
@@ -287,7 +338,7 @@ def propose_bisection(lams, knee_lam, points=None, n_new=2, min_ratio=1.05):
     >>> pts = [[0.1, 0.9], [0.2, 0.5], [2.0, 0.0]]
     >>> [round(x, 6) for x in propose_bisection([1e-4, 1e-3, 1e-2], 1e-3, pts, n_new=1)]
     [0.003162]
-    >>> propose_bisection([1e-3, 1.01e-3], 1e-3)
+    >>> propose_bisection([1e-4, 3e-4, 9e-4], 3e-4)
     []
     """
     lams = np.asarray(lams, dtype=float)
@@ -296,15 +347,20 @@ def propose_bisection(lams, knee_lam, points=None, n_new=2, min_ratio=1.05):
     z = normalize(np.asarray(points, dtype=float)[order]) if points is not None else None
     k = int(np.argmin(np.abs(grid - knee_lam)))
     sides = [j for j in (k - 1, k) if 0 <= j < len(grid) - 1]
-    sides = [j for j in sides if grid[j + 1] > grid[j] * min_ratio or grid[j] <= 0 < grid[j + 1]]
+    sides = [j for j in sides if grid[j] <= 0 < grid[j + 1] or _decades(grid, j) > resolution]
 
     def change(j):
         if z is not None:
             return float(np.hypot(*(z[j + 1] - z[j])))
-        return float(np.log(grid[j + 1] / grid[j])) if grid[j] > 0 else np.inf
+        return _decades(grid, j) if grid[j] > 0 else np.inf
 
     sides.sort(key=change, reverse=True)
     return [_midpoint(grid[j], grid[j + 1]) for j in sides[:n_new]]
+
+
+def _decades(grid, j):
+    """Width of ``[grid[j], grid[j + 1]]`` in decades (inf from 0)."""
+    return float(np.log10(grid[j + 1] / grid[j])) if grid[j] > 0 else np.inf
 
 
 def log_grid(low, high, n):

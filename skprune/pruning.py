@@ -72,6 +72,12 @@ class Pruner(Callback):
         must then be > 0).
     extra_epochs : int, default=0
         Epochs the estimator trains beyond ``max_epochs`` (fine-tuning).
+    incremental : bool, default=True
+        Whether it can prune pass by pass (``partial_fit``); ``False`` for
+        modes that need the end of training.
+    owns_schedule : bool, class attribute, default=False
+        Whether it decides itself how long training lasts (magnitude pruning's
+        fine-tuning, LOBSTER's stages); early stopping then does not apply.
     masks_ : list of bool tensors or None
         The masks held, one per regularised weight; None before pruning.
     """
@@ -79,6 +85,8 @@ class Pruner(Callback):
     estimator_params = ()
     needs_validation = False
     extra_epochs = 0
+    incremental = True
+    owns_schedule = False
 
     def initialize(self):
         self.masks_ = None
@@ -122,6 +130,10 @@ class ThresholdPruning(Pruner):
     def __init__(self, threshold=1e-3, when="batch"):
         self.threshold = threshold
         self.when = when
+
+    @property
+    def incremental(self):
+        return self.when != "after"
 
     def validate(self, estimator):
         if self.when not in ("batch", "epoch", "after"):

@@ -15,10 +15,20 @@ from .constrained import HardConcrete
 from .lobster import LOBSTER, LobsterPruning
 from .magnitude import MagnitudePruning
 from .optim import SMGD, MAdam, MRMSProp
+from .pareto import knee_chord_distance, knee_ideal_point, knee_one_se
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
+from .strategies import Bisection, Dichotomic, Grid, StochasticDichotomic
 
-__all__ = ["REGULARIZERS", "PRUNERS", "OPTIMIZERS", "build_part", "optimizer_and_kwargs"]
+__all__ = [
+    "REGULARIZERS",
+    "PRUNERS",
+    "OPTIMIZERS",
+    "STRATEGIES",
+    "KNEE_RULES",
+    "build_part",
+    "optimizer_and_kwargs",
+]
 
 #: ``regularizer=`` name -> Regularizer class
 REGULARIZERS = {
@@ -51,6 +61,17 @@ OPTIMIZERS = {
     "mrmsprop": MRMSProp,
 }
 
+#: ``ParetoSearchCV(strategy=)`` name -> SearchStrategy class
+STRATEGIES = {
+    "grid": Grid,
+    "dichotomic": Dichotomic,
+    "stochastic_dichotomic": StochasticDichotomic,
+    "bisection": Bisection,
+}
+
+#: ``ParetoSearchCV(knee=)`` name -> knee rule
+KNEE_RULES = {"chord": knee_chord_distance, "ideal": knee_ideal_point, "one_se": knee_one_se}
+
 #: torch's single-tensor Adam loop is Python over parameters; the fused CPU
 #: kernel does the same update in one call (CUDA picks foreach itself).
 _FUSED_ON_CPU = (torch.optim.Adam,)
@@ -66,7 +87,9 @@ def build_part(estimator, kind, spec):
     """
     routed = estimator._prefixed_params(kind)
     if not isinstance(spec, str):
-        return clone(spec).set_params(**routed) if routed else clone(spec)
+        part = clone(spec)
+        part.set_params(**routed)  # skorch's Callback.set_params returns None
+        return part
     cls, fixed = (REGULARIZERS[spec], {}) if kind == "regularizer" else PRUNERS[spec]
     allowed = sorted(set(inspect.signature(cls).parameters) - set(fixed))
     unknown = sorted(set(routed) - set(allowed))

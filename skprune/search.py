@@ -1,65 +1,29 @@
 """``ParetoSearchCV``: cross-validated knee search over the trade-off weight λ."""
 
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.base import is_classifier
-from sklearn.metrics import check_scoring
-from sklearn.metrics._scorer import _MultimetricScorer
+from sklearn.base import clone
 from sklearn.model_selection._search import BaseSearchCV
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._candidate import CandidateFit, sparse_step
-from ._warm_start import WarmStart, nearest_lambda
-from .pareto import (
-    KNEE_RULES,
-    find_knee,
-    log_grid,
-    pareto_front,
-    propose_bisection,
-    propose_dichotomic,
+from ._candidate import CandidateFit
+from ._objectives import (
+    COMPLEXITIES,
+    cv_objectives,
+    knee_record,
+    objective_scorer,
+    rank_up,
+    standard_error,
+    summarize,
 )
+from ._warm_start import add_warm_start, warm_folder
+from .registry import KNEE_RULES, STRATEGIES
+from .strategies import SearchStrategy
 
-__all__ = ["ParetoSearchCV", "STRATEGIES"]
-
-STRATEGIES = ("grid", "dichotomic", "stochastic_dichotomic", "bisection")
-#: Reiners Fig. 9(a): weights from [1e-5, 0.1], condensed towards small values.
-_DEFAULT_INTERVAL = (1e-5, 1e-1)
-_DEFAULT_GRID_SIZE = 9
-_DEFAULT_ADAPTIVE_BUDGET = 8
-#: Scorers whose value v gives the loss objective 1 − v (an error rate).
-_RATE_SCORERS = ("accuracy", "balanced_accuracy")
-_MINIMISED = ("density", "omega")
-
-
-class _AttributeScorer:
-    """Scorer reading a fitted attribute of the network (X, y and weights unused)."""
-
-    def __init__(self, read):
-        self.read = read
-
-    def __call__(self, estimator, X, y=None, sample_weight=None):
-        return float(self.read(sparse_step(estimator)))
-
-    def _accept_sample_weight(self):
-        return True  # a property of the weights: sample weights change nothing
-
-
-def _density(step):
-    """The share of non-zero regularised weights."""
-    return step.density_
-
-
-def _omega(step):
-    """Ω of the final weights (``objectives_[1]``)."""
-    return step.objectives_[1]
+__all__ = ["ParetoSearchCV"]
 
 
 class ParetoSearchCV(BaseSearchCV):
@@ -84,16 +48,16 @@ class ParetoSearchCV(BaseSearchCV):
         whatever reports ``density_`` and ``objectives_`` after ``fit``.
     param_name : str, default="lam"
         The parameter searched (``"clf__lam"`` inside a pipeline).
-    strategy : {"grid", "dichotomic", "stochastic_dichotomic", "bisection"}, \
-            default="bisection"
-        ``"grid"`` trains every λ of ``lambdas``. ``"dichotomic"`` starts from
-        the two ends of ``lambdas`` and adds, for each pair of neighbouring
-        front points, the λ at which (7) ranks them equal, until no new λ
-        comes up. ``"stochastic_dichotomic"`` is Algorithm 3: a new λ within
-        0.001 of a known λ̂ is replaced by a random one in
-        ``[max(0.9·λ̂, λ1), min(1.1·λ̂, λ2)]``. ``"bisection"`` starts from 5
-        log-spaced λ over the interval and halves (in log λ) the intervals on
-        either side of the current knee until they are resolved.
+    strategy : {"grid", "dichotomic", "stochastic_dichotomic", "bisection"} \
+            or SearchStrategy, default="bisection"
+        Which λ to train (:mod:`skprune.strategies`): ``"grid"`` trains every
+        λ of ``lambdas``; ``"dichotomic"`` adds, for each pair of neighbouring
+        front points, the λ at which (7) ranks them equal;
+        ``"stochastic_dichotomic"`` is Algorithm 3; ``"bisection"`` halves (in
+        log λ) the intervals next to the knee until its neighbours lie within
+        half a decade. An instance (``Bisection(resolution=0.25)``, or a
+        :class:`~skprune.strategies.SearchStrategy` subclass of your own) is
+        cloned at every ``fit``; its options are ``strategy__<option>``.
     lambdas : array-like of float or None, default=None
         The λ list of ``"grid"`` (default: 9 values log-spaced over
         ``[1e-5, 0.1]``, Reiners Fig. 9a), or the interval ``(λ1, λ2)`` of the
@@ -102,10 +66,12 @@ class ParetoSearchCV(BaseSearchCV):
         The most λ values to train (each on every fold). None: the whole grid,
         or 8 for the adaptive strategies. A grid longer than the budget is
         thinned evenly.
-    knee : {"chord", "ideal"} or callable, default="chord"
+    knee : {"chord", "ideal", "one_se"} or callable, default="chord"
         ``"chord"``: the front point farthest from the chord between its
-        extremes on normalised axes (Kneedle-style, Das 1999);
-        ``"ideal"``: the point closest to the ideal point. A callable gets the
+        extremes on normalised axes (Das 1999, Kneedle); ``"ideal"``: the
+        point closest to the ideal point; ``"one_se"``: the sparsest point
+        whose mean loss is within one standard error of the smallest
+        (Breiman et al. 1984; glmnet's ``lambda.1se``). A callable gets the
         front (array of ``(loss, complexity)`` rows sorted by complexity,
         collapsed points left out) and returns an index into it.
     complexity : {"density", "omega"}, default="density"
@@ -133,9 +99,11 @@ class ParetoSearchCV(BaseSearchCV):
         As in :class:`~sklearn.model_selection.GridSearchCV` (5-fold
         stratified by default).
     scoring : str, callable or None, default=None
-        Gives the loss objective: None is the validation cross-entropy
-        (``"neg_log_loss"``, the E of eq. 7); ``"accuracy"`` gives the error
-        rate ``1 − accuracy``; any other scorer ``s`` gives ``−s``.
+        Gives the loss objective: None is E of eq. 7 on the validation folds,
+        the cross-entropy (``"neg_log_loss"``) of a classifier or the mean
+        squared error (``"neg_mean_squared_error"``) of a regressor;
+        ``"accuracy"`` gives the error rate ``1 − accuracy``; any other
+        scorer ``s`` gives ``−s``.
     n_jobs : int or None, default=None
         Fits run in parallel (joblib; any joblib backend).
     refit : bool, default=True
@@ -157,8 +125,10 @@ class ParetoSearchCV(BaseSearchCV):
         One row per λ (in the order trained): ``param_lam`` (and
         ``param_max_epochs`` / ``param_device`` when set), per fold and mean
         ``test_score``, ``test_accuracy``, ``test_density``, ``test_omega``,
-        ``rank_test_*`` (density and Ω ranked ascending), fit times, and
-        ``pareto_optimal`` (on the front). ``params`` holds ``{param_name: λ}``.
+        ``rank_test_*`` (density and Ω ranked ascending), ``sem_test_score``
+        (the standard error of the mean score: sample standard deviation over
+        the folds divided by √n_folds), fit times, and ``pareto_optimal``.
+        ``params`` holds ``{param_name: λ}``.
     pareto_front_ : ndarray of shape (n_points, 2)
         Non-dominated ``(loss, complexity)`` rows, by increasing complexity.
     pareto_index_ : ndarray of int
@@ -166,8 +136,9 @@ class ParetoSearchCV(BaseSearchCV):
     knee_ : dict
         ``"lam"``, ``"index"`` (into ``pareto_front_``), ``"cv_index"`` (row
         of ``cv_results_``), ``"loss"``, ``"density"``, ``"omega"``,
-        ``"accuracy"`` (when scored), ``"rule"``, ``"fold_lams"`` (the knee
-        found on each fold's own front) and ``"stability"`` (the share of
+        ``"loss_se"`` (its standard error), ``"accuracy"`` (when scored),
+        ``"rule"``, ``"fold_lams"`` (the knee found on each fold's own front,
+        ``"one_se"`` using the standard errors over all folds) and ``"stability"`` (the share of
         folds whose knee is at ``"lam"``).
     best_index_, best_params_, best_score_ :
         The knee's row, ``{param_name: λ}``, and its mean ``test_score``.
@@ -203,11 +174,11 @@ class ParetoSearchCV(BaseSearchCV):
         },
         "estimator": [HasMethods(["fit", "get_params"])],
         "param_name": [str],
-        "strategy": [StrOptions(set(STRATEGIES))],
+        "strategy": [StrOptions(set(STRATEGIES)), SearchStrategy],
         "lambdas": ["array-like", None],
         "budget": [Interval(Integral, 2, None, closed="left"), None],
         "knee": [StrOptions(set(KNEE_RULES)), callable],
-        "complexity": [StrOptions(set(_MINIMISED))],
+        "complexity": [StrOptions(set(COMPLEXITIES))],
         "search_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
         "memory": [str, os.PathLike, None],
@@ -279,15 +250,16 @@ class ParetoSearchCV(BaseSearchCV):
         # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
         # adds the on-disk cache and is put back as soon as the search ends.
         self.estimator = CandidateFit(estimator, self.memory)
-        with _warm_folder(self) as self._warm_folder:
+        with warm_folder(self.warm_start, self.memory) as self._warm_folder:
             try:
                 super().fit(X, y, **params)
             finally:
                 self.estimator = estimator
-                del self._warm_folder
+                del self._warm_folder, self._strategy
+                last_round = self.__dict__.pop("_round", None)
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
-        self._set_front(self.cv_results_)
+        self._set_front(self.cv_results_, last_round)
         return self
 
     def _check_search_params(self):
@@ -301,9 +273,11 @@ class ParetoSearchCV(BaseSearchCV):
                     f"parameter {param!r}, but {owner} has no parameter {param!r}; its "
                     f"parameters are {sorted(names)}."
                 )
-        self._interval_or_grid()
         if self.devices is not None and not self.devices:
             raise ValueError("The 'devices' parameter of ParetoSearchCV must not be empty.")
+        strategy = self.strategy
+        strategy = STRATEGIES[strategy]() if isinstance(strategy, str) else clone(strategy)
+        self._strategy = strategy.initialize(self.lambdas, self.budget, self.random_state)
 
     def _extra_keys(self):
         """Estimator parameters the search sets besides λ: epochs and device."""
@@ -318,87 +292,27 @@ class ParetoSearchCV(BaseSearchCV):
             keys["warm_start"] = prefix + "callbacks"
         return keys
 
-    def _interval_or_grid(self):
-        """The grid (sorted, unique) or the interval ``(λ1, λ2)``, checked."""
-        if self.lambdas is None:
-            if self.strategy == "grid":
-                return log_grid(*_DEFAULT_INTERVAL, self.budget or _DEFAULT_GRID_SIZE)
-            return _DEFAULT_INTERVAL
-        lams = np.asarray(self.lambdas, dtype=float).ravel()
-        if lams.size == 0:
-            raise ValueError("The 'lambdas' parameter of ParetoSearchCV must not be empty.")
-        if not np.all((lams >= 0) & (lams < 1)):
-            raise ValueError(
-                f"The 'lambdas' parameter of ParetoSearchCV must hold weights in [0, 1). "
-                f"Got {lams.tolist()} instead."
-            )
-        if self.strategy == "grid":
-            return np.unique(lams)
-        if lams.size != 2 or not lams[0] < lams[1]:
-            raise ValueError(
-                f"The 'lambdas' parameter of ParetoSearchCV must be an interval "
-                f"(lam1, lam2) with lam1 < lam2 for strategy={self.strategy!r}. "
-                f"Got {lams.tolist()} instead."
-            )
-        return tuple(lams.tolist())
-
-    def _budget(self):
-        if self.budget is not None:
-            return self.budget
-        if self.strategy == "grid":
-            return len(self._interval_or_grid())
-        return _DEFAULT_ADAPTIVE_BUDGET
-
     # -- the scorers: both objectives per (λ, fold) ---------------------------
 
     def _get_scorers(self):
-        scorers = {"score": check_scoring(self.estimator, self.scoring or "neg_log_loss")}
-        if self.scoring != "accuracy" and is_classifier(self.estimator):
-            scorers["accuracy"] = check_scoring(self.estimator, "accuracy")
-        scorers.update(density=_AttributeScorer(_density), omega=_AttributeScorer(_omega))
-        return _MultimetricScorer(scorers=scorers, raise_exc=self.error_score == "raise"), "score"
-
-    def _loss(self, score):
-        """The loss objective from the score: an error rate or the negated score."""
-        offset = 1.0 if self.scoring in _RATE_SCORERS else 0.0
-        return offset - np.asarray(score, dtype=float)
+        raise_exc = self.error_score == "raise"
+        return objective_scorer(self.estimator, self.scoring, raise_exc), "score"
 
     # -- the search -----------------------------------------------------------
 
     def _run_search(self, evaluate_candidates):
-        budget, lams = self._budget(), []
-        rng = check_random_state(self.random_state)
-        batch = self._first_lambdas(budget)
-        while batch:
-            results = self._evaluate(evaluate_candidates, batch, lams, budget)
-            lams += batch
-            if len(lams) >= budget:
+        # Each round's front and knee are computed once, in _format_results.
+        strategy, tried = self._strategy, []
+        budget = strategy.budget_
+        batch = strategy.first()
+        while True:
+            batch = [lam for lam in dict.fromkeys(map(float, batch)) if lam not in tried]
+            batch = batch[: budget - len(tried)]
+            if not batch:
                 break
-            batch = self._propose(results, lams, rng)[: budget - len(lams)]
-
-    def _first_lambdas(self, budget):
-        start = self._interval_or_grid()
-        if self.strategy == "grid":
-            keep = np.unique(np.round(np.linspace(0, len(start) - 1, budget)).astype(int))
-            return [float(lam) for lam in start[keep]]
-        if self.strategy == "bisection":
-            return log_grid(*start, min(budget, 5)).tolist()
-        return list(start)
-
-    def _propose(self, results, lams, rng):
-        """The next λ values of the adaptive strategies (none for the grid)."""
-        if self.strategy == "grid":
-            return []
-        if self.strategy == "bisection":
-            _, knee = self._front_and_knee(results)
-            points = self._points(results)
-            lam = np.asarray(results[self._lam_key()], dtype=float)
-            return propose_bisection(lam, lam[knee], points)
-        loss, _, omega = self._objectives(results)
-        points = np.column_stack([loss, omega])
-        front = points[pareto_front(points)]
-        stochastic = rng if self.strategy == "stochastic_dichotomic" else None
-        return propose_dichotomic(front, lams, self._interval_or_grid(), stochastic)
+            self._evaluate(evaluate_candidates, batch, tried, budget)
+            tried += batch
+            batch = strategy.propose(self._round)
 
     def _evaluate(self, evaluate_candidates, batch, done, budget):
         """Train ``batch`` (λ values) after ``done`` (those of earlier rounds)."""
@@ -411,26 +325,18 @@ class ParetoSearchCV(BaseSearchCV):
             if "devices" in extra:
                 candidate[extra["devices"]] = self.devices[(n_done + i) % len(self.devices)]
             candidates.append(candidate)
-        more = self._add_warm_start(candidates, done, extra) if self.warm_start else None
+        more = None
+        if self.warm_start:
+            key = extra["warm_start"]
+            own = list(self.estimator.get_params()[key] or [])
+            more = add_warm_start(candidates, done, self.param_name, key, own, self._warm_folder)
         results = evaluate_candidates(candidates, more_results=more)
         if self.verbose > 0:
             self._print_progress(results, len(batch), n_done, budget)
-        return results
-
-    def _add_warm_start(self, candidates, done, extra):
-        """Give each candidate a WarmStart callback from its nearest earlier λ."""
-        key = extra["warm_start"]
-        own = list(self.estimator.get_params()[key] or [])
-        sources = []
-        for candidate in candidates:
-            source = nearest_lambda(candidate[self.param_name], done)
-            candidate[key] = [*own, WarmStart(self._warm_folder, source)]
-            sources.append(np.nan if source is None else source)
-        return {"warm_start_from": sources}
 
     def _print_progress(self, results, n_new, n_done, budget):
-        loss, density, _ = self._objectives(results)
-        lam = results[self._lam_key()]
+        loss, density, _ = cv_objectives(results, self.scoring)
+        lam = results[f"param_{self.param_name}"]
         for j, row in enumerate(range(len(loss) - n_new, len(loss))):
             print(
                 f"[ParetoSearchCV] {n_done + j + 1}/{budget} lam={float(lam[row]):.3g} "
@@ -440,31 +346,19 @@ class ParetoSearchCV(BaseSearchCV):
 
     # -- results --------------------------------------------------------------
 
-    def _lam_key(self):
-        return f"param_{self.param_name}"
-
-    def _objectives(self, results, split=None):
-        """Per row: (loss, density, omega), averaged over folds or of one split."""
-        prefix = "mean_test" if split is None else f"split{split}_test"
-        loss = self._loss(results[f"{prefix}_score"])
-        density = np.asarray(results[f"{prefix}_density"], dtype=float)
-        return loss, density, np.asarray(results[f"{prefix}_omega"], dtype=float)
-
-    def _points(self, results, split=None):
-        """Per row: the ``(loss, complexity)`` point of the front."""
-        loss, density, omega = self._objectives(results, split)
-        return np.column_stack([loss, density if self.complexity == "density" else omega])
-
-    def _front_and_knee(self, results, split=None):
-        """Rows on the front (by complexity) and the knee's row."""
-        density = self._objectives(results, split)[1]
-        return find_knee(self._points(results, split), density == 0, self.knee)
+    def _summarize(self, results, split=None):
+        """Front and knee of the averaged points (or of one fold's, with all folds' errors)."""
+        rule, se = self.knee, None
+        if isinstance(rule, str):  # a callable takes the front alone
+            rule, se = KNEE_RULES[rule], results["sem_test_score"]
+        lams = results[f"param_{self.param_name}"]
+        return summarize(results, lams, self.scoring, self.complexity, rule, se, split)
 
     def _format_results(self, candidate_params, n_splits, out, more_results=None):
         results = super()._format_results(candidate_params, n_splits, out, more_results)
-        for name in _MINIMISED:
-            means = np.nan_to_num(results[f"mean_test_{name}"], nan=np.inf)
-            results[f"rank_test_{name}"] = rankdata(means, method="min").astype(np.int32)
+        for name in COMPLEXITIES:
+            results[f"rank_test_{name}"] = rank_up(results[f"mean_test_{name}"])
+        results["sem_test_score"] = standard_error(results, n_splits)
         # Candidates trained for ``search_epochs`` on ``devices``; the refit at
         # the knee takes λ alone and the estimator's own epochs and device.
         extra = set(self._extra_keys().values())
@@ -473,47 +367,27 @@ class ParetoSearchCV(BaseSearchCV):
         ]
         if self.warm_start:  # the WarmStart callbacks; ``warm_start_from`` says more
             results.pop(f"param_{self._extra_keys()['warm_start']}")
+        self._round = self._summarize(results)
         on_front = np.zeros(len(candidate_params), dtype=bool)
-        on_front[pareto_front(self._points(results))] = True
+        on_front[self._round.front] = True
         results["pareto_optimal"] = on_front
         return results
 
     def _select_best_index(self, refit, refit_metric, results):
-        return self._front_and_knee(results)[1]
+        return self._round.knee
 
-    def _set_front(self, results):
-        front, knee = self._front_and_knee(results)
-        loss, density, omega = self._objectives(results)
-        lam = np.asarray(results[self._lam_key()], dtype=float)
-        self.pareto_index_ = front
-        self.pareto_front_ = self._points(results)[front]
-        fold_lams = [
-            float(lam[self._front_and_knee(results, split=s)[1]]) for s in range(self.n_splits_)
-        ]
-        self.knee_ = {
-            "lam": float(lam[knee]),
-            "index": int(np.flatnonzero(front == knee)[0]),
-            "cv_index": int(knee),
-            "loss": float(loss[knee]),
-            "density": float(density[knee]),
-            "omega": float(omega[knee]),
-            "rule": self.knee if isinstance(self.knee, str) else "callable",
-            "fold_lams": fold_lams,
-            "stability": float(np.mean(np.isclose(fold_lams, lam[knee]))),
-        }
-        if "mean_test_accuracy" in results or self.scoring == "accuracy":
-            key = "accuracy" if "mean_test_accuracy" in results else "score"
-            self.knee_["accuracy"] = float(results[f"mean_test_{key}"][knee])
-        self._set_paths(results, lam)
-
-    def _set_paths(self, results, lam):
-        order = np.argsort(lam, kind="stable")
-        splits = range(self.n_splits_)
-        per_split = [self._objectives(results, split=s) for s in splits]
-        self.lambdas_ = lam[order]
+    def _set_front(self, results, last_round):
+        self.pareto_index_ = last_round.front
+        self.pareto_front_ = last_round.points[last_round.front]
+        fold_lams = [self._summarize(results, s).knee_lam for s in range(self.n_splits_)]
+        rule = self.knee if isinstance(self.knee, str) else "callable"
+        self.knee_ = knee_record(results, last_round, self.scoring, rule, fold_lams)
+        order = np.argsort(last_round.lams, kind="stable")
+        per_split = [cv_objectives(results, self.scoring, s) for s in range(self.n_splits_)]
+        self.lambdas_ = last_round.lams[order]
         self.loss_path_ = np.column_stack([p[0] for p in per_split])[order]
         self.density_path_ = np.column_stack([p[1] for p in per_split])[order]
-        self.n_trainings_ = len(lam) * self.n_splits_
+        self.n_trainings_ = len(order) * self.n_splits_
 
     # -- delegation -------------------------------------------------------------
 
@@ -521,18 +395,3 @@ class ParetoSearchCV(BaseSearchCV):
         """``best_estimator_.score(X, y)`` (accuracy for a classifier)."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.score(X, y)
-
-
-@contextmanager
-def _warm_folder(search):
-    """Where warm-start weights go: ``memory``, or a temporary folder (or None)."""
-    if not search.warm_start:
-        yield None
-    elif search.memory is not None:
-        yield search.memory
-    else:
-        folder = tempfile.mkdtemp(prefix="skprune-warm-")
-        try:
-            yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)

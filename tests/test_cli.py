@@ -2,6 +2,9 @@ import io
 import subprocess
 import sys
 
+import pytest
+
+from skprune._demo_search import demo_search
 from skprune.cli import demo, main
 
 
@@ -14,13 +17,12 @@ def test_demo_prints_lambda_accuracy_density(capsys):
 
 
 def test_main_requires_a_command(capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         main([])
     assert "demo" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: 6 s of CPU here
 def test_python_dash_m_entry_point():
     out = subprocess.run(
         [sys.executable, "-m", "skprune", "--help"], capture_output=True, text=True, check=True
@@ -28,6 +30,16 @@ def test_python_dash_m_entry_point():
     assert "demo" in out.stdout
 
 
+def test_demo_search_prints_the_table_and_the_knee():
+    buffer = io.StringIO()
+    search = demo_search(budget=3, max_epochs=1, cv=2, file=buffer)
+    text = buffer.getvalue()
+    assert "3 lambdas x 2 folds, 1 epochs each" in text
+    assert f"knee: lambda={search.knee_['lam']:.3g}, refit for 1 epochs" in text
+    assert text.count("knee\n") == 1  # one row of the table is marked
+
+
+@pytest.mark.slow
 def test_main_demo_runs_the_knee_search_and_saves_the_plot(tmp_path, capsys):
     png = tmp_path / "front.png"
     assert main(["demo", "--epochs", "2", "--plot", str(png)]) == 0

@@ -6,8 +6,10 @@ import pytest
 from skprune import pareto
 from skprune.pareto import (
     dichotomic_weight,
+    find_knee,
     knee_chord_distance,
     knee_ideal_point,
+    knee_one_se,
     log_grid,
     normalize,
     pareto_front,
@@ -58,6 +60,39 @@ def test_knee_ideal_point_is_closest_to_the_origin():
     assert knee_ideal_point(front) == 1
 
 
+#: Two folds' losses and the densities of four λ, from dense to sparse: mean
+#: losses 0.13, 0.15, 0.32, 1.0; the standard error of the best, |0.10 −
+#: 0.16| / 2 = 0.03, covers 0.15 but not 0.32.
+_FOLD_LOSSES = np.array([[0.10, 0.16], [0.14, 0.16], [0.30, 0.34], [0.90, 1.10]])
+_POINTS = np.column_stack([_FOLD_LOSSES.mean(axis=1), [1.0, 0.6, 0.2, 0.05]])
+_SE = _FOLD_LOSSES.std(axis=1, ddof=1) / np.sqrt(2)
+
+
+def test_knee_one_se_and_chord_disagree_on_a_known_front():
+    front, se = _POINTS[::-1], _SE[::-1]  # by complexity
+    assert se[-1] == pytest.approx(0.03)
+    assert knee_chord_distance(front) == 1  # (0.32, 0.2)
+    assert knee_one_se(front, se) == 2  # (0.15, 0.6): 0.15 <= 0.13 + 0.03
+
+
+def test_knee_one_se_takes_the_sparsest_within_one_standard_error():
+    front = [[0.5, 0.1], [0.2, 0.4], [0.15, 0.5], [0.10, 0.9]]
+    assert knee_one_se(front, [0, 0, 0, 0.05]) == 2  # 0.15 <= 0.10 + 0.05
+    assert knee_one_se(front, [0, 0, 0, 0.0499]) == 3
+    assert knee_one_se(front, [0, 0, 0, 0.4]) == 0
+    assert knee_one_se(front, [np.nan] * 4) == 3  # one fold: no error, the best loss
+
+
+def test_find_knee_applies_its_rule_and_standard_errors():
+    front = [[1.0, 0.0], [0.3, 0.3], [0.02, 0.55], [0.0, 1.0]]  # chord: 0.02, ideal: 0.3
+    assert find_knee(front)[1] == 2
+    assert find_knee(front, rule=knee_ideal_point)[1] == 1
+    assert find_knee(_POINTS)[1] == 2
+    assert find_knee(_POINTS, rule=knee_one_se, loss_se=_SE)[1] == 1
+    # A collapsed point is left out of the rule: without the sparsest the chord moves.
+    assert find_knee(_POINTS, collapsed=[0, 0, 0, 1])[1] == 1
+
+
 def test_dichotomic_weight_equalises_the_weighted_sum():
     p, q = np.array([0.8, 10.0]), np.array([0.1, 300.0])
     lam = dichotomic_weight(p, q)
@@ -99,6 +134,10 @@ def test_propose_bisection_prefers_the_larger_trade_off_change():
 
 def test_propose_bisection_stops_on_resolved_intervals_and_handles_zero():
     assert propose_bisection([1e-3, 1.01e-3, 1.02e-3], 1.01e-3) == []
+    # Half a decade on each side is resolved at the default; 0.4 decade is not.
+    assert propose_bisection([1e-4, 10**-3.5, 1e-3], 10**-3.5) == []
+    assert len(propose_bisection([1e-4, 10**-3.5, 1e-3], 10**-3.5, resolution=0.4)) == 2
+    assert propose_bisection([1e-4, 10**-3.5, 1e-2], 10**-3.5) == pytest.approx([10**-2.75])
     assert propose_bisection([0.0, 1e-2], 0.0) == pytest.approx([5e-3])
 
 

@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
 
 from skprune import ParetoSearchCV, SparseNetClassifier
-from skprune.pareto import pareto_front
+from skprune.pareto import find_knee, pareto_front
 
 STRATEGIES = ["grid", "dichotomic", "stochastic_dichotomic", "bisection"]
 
@@ -43,17 +43,18 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def searches(digits):
-    """Every strategy on digits: MLP, cv=3, candidates trained for 5 epochs and
-    the knee refit for 10 (the grid: 9 λ; the others: at most 6)."""
+    """Every strategy on digits: MLP, cv=3, candidates and the refit trained for
+    10 epochs (the grid: 8 λ; the bisection: at most 8, the others 6)."""
     X_train, _, y_train, _ = digits
     fitted = {}
     for strategy in STRATEGIES:
-        budget = None if strategy == "grid" else 6
-        search = _search(max_epochs=10, cv=3, strategy=strategy, budget=budget, search_epochs=5)
+        budget = {"grid": 8, "bisection": 8}.get(strategy, 6)
+        search = _search(max_epochs=10, cv=3, strategy=strategy, budget=budget)
         fitted[strategy] = _fit(search, X_train, y_train)
     return fitted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_search_strategy_finds_a_knee_and_refits_there(searches, digits, strategy):
     import pandas as pd
@@ -70,29 +71,62 @@ def test_search_strategy_finds_a_knee_and_refits_there(searches, digits, strateg
     assert search.best_params_ == {"lam": knee["lam"]}
     assert search.best_estimator_.lam == knee["lam"]
     assert search.best_estimator_.max_epochs == 10
-    assert search.score(X_test, y_test) > 0.8
+    assert search.score(X_test, y_test) > 0.9
     table = pd.DataFrame(search.cv_results_)
     assert len(table) == len(search.lambdas_) == search.n_trainings_ // 3
     assert table["param_lam"].is_unique
     assert table.loc[knee["cv_index"], "param_lam"] == knee["lam"]
 
 
-def test_search_bisection_matches_the_grid_knee_with_fewer_trainings(searches):
+@pytest.mark.slow
+def test_search_bisection_matches_the_grid_knee_with_fewer_trainings(searches, digits):
+    """Bisection resolves the knee with fewer λ than an 8-point grid.
+
+    Measured (run with ``-s``): grid 8 λ, knee 1.93e-3; bisection 7 λ, knee
+    3.16e-3, a λ the grid does not hold: refit test accuracy 0.927 vs 0.918,
+    CV density 0.344 vs 0.263 — the density falls steeply between the grid's
+    points, 0.57 decade apart, so it is compared to one grid step.
+    """
+    _, X_test, _, y_test = digits
     grid, bisection = searches["grid"], searches["bisection"]
-    assert bisection.n_trainings_ < grid.n_trainings_
-    assert abs(bisection.knee_["accuracy"] - grid.knee_["accuracy"]) <= 0.01
-    assert abs(bisection.knee_["density"] - grid.knee_["density"]) <= 0.05
+    for name, search in (("grid", grid), ("bisection", bisection)):
+        knee = search.knee_
+        print(
+            f"{name}: {len(search.lambdas_)} lambdas, knee lam={knee['lam']:.3g}, "
+            f"cv accuracy {knee['accuracy']:.4f}, cv density {knee['density']:.4f}, "
+            f"refit test accuracy {search.score(X_test, y_test):.4f}, "
+            f"refit density {search.best_estimator_.density_:.4f}"
+        )
+    assert len(grid.lambdas_) == 8 and len(bisection.lambdas_) < 8  # resolved, not out of budget
+    step = np.log10(grid.lambdas_[1] / grid.lambdas_[0])
+    assert abs(np.log10(bisection.knee_["lam"] / grid.knee_["lam"])) <= step
+    assert abs(bisection.score(X_test, y_test) - grid.score(X_test, y_test)) <= 0.01
+    assert abs(bisection.knee_["accuracy"] - grid.knee_["accuracy"]) <= 0.015
 
 
+@pytest.mark.slow
 def test_search_paths_are_per_lambda_and_fold(searches):
     search = searches["grid"]
     n = len(search.lambdas_)
     assert np.all(np.diff(search.lambdas_) > 0)
     assert search.loss_path_.shape == search.density_path_.shape == (n, 3)
-    assert np.allclose(search.density_path_.mean(axis=1).max(), 1.0, atol=0.5)
-    assert 0 <= search.knee_["stability"] <= 1 and len(search.knee_["fold_lams"]) == 3
+    assert np.allclose(
+        search.density_path_.mean(axis=1),
+        search.cv_results_["mean_test_density"][
+            np.argsort(search.cv_results_["param_lam"].astype(float))
+        ],
+    )
+    # Each fold's knee, found again from the paths: the chord on that fold's own front.
+    fold_knees = [
+        search.lambdas_[find_knee(np.column_stack([loss, density]), density == 0)[1]]
+        for loss, density in zip(search.loss_path_.T, search.density_path_.T)
+    ]
+    assert search.knee_["fold_lams"] == fold_knees
+    agree = np.mean(np.isclose(fold_knees, search.knee_["lam"]))
+    assert search.knee_["stability"] == agree
 
 
+@pytest.mark.slow
 def test_search_predict_and_proba_delegate(searches, digits):
     _, X_test, _, _ = digits
     search = searches["bisection"]
@@ -166,6 +200,7 @@ def test_search_verbose_prints_one_line_per_lambda(blobs, capsys):
     assert len(lines) == 2 and "lam=0.0001" in lines[0] and "density=" in lines[0]
 
 
+@pytest.mark.slow
 def test_search_n_jobs_2_matches_sequential(blobs):
     X, y = blobs
     one = _fit(_search(strategy="grid", lambdas=[1e-4, 1e-2]), X, y)
@@ -292,6 +327,16 @@ def test_plot_pareto_without_matplotlib_names_the_extra(monkeypatch, blobs):
         plot_pareto(object())
 
 
+def test_warm_start_callback_clones_after_initialize(tmp_path):
+    from sklearn.base import clone
+
+    from skprune._warm_start import WarmStart
+
+    callback = WarmStart(tmp_path, source_lam=1e-3).initialize()
+    assert set(callback.get_params()) == {"folder", "source_lam"}
+    assert clone(callback).source_lam == 1e-3
+
+
 def test_search_warm_start_starts_from_the_nearest_earlier_lambda(blobs, tmp_path):
     X, y = blobs
     search = _search(
@@ -345,6 +390,7 @@ def _check_instance():
     return ParetoSearchCV(clf, strategy="grid", lambdas=[1e-5, 1e-4], cv=2, error_score="raise")
 
 
+@pytest.mark.slow
 def test_search_passes_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 

@@ -1,0 +1,46 @@
+"""Routed ``prefix__name`` parameters, as in skorch.
+
+``module__hidden_layer_sizes=(50,)``, ``optimizer__momentum=0.9``,
+``regularizer__beta=5`` and the like reach the part they name. Like any
+parameter they are stored as given, reported by ``get_params`` (so
+``GridSearchCV`` can search them) and checked in ``fit``.
+"""
+
+__all__ = ["RoutedParams"]
+
+#: Prefixes of the routed parameters ``<prefix>__<name>``.
+PREFIXES = ("module", "optimizer", "regularizer", "pruning", "callbacks")
+
+
+class RoutedParams:
+    """Mixin of a scikit-learn estimator that stores routed parameters."""
+
+    def _set_routed_params(self, params):
+        if not hasattr(self, "_routed"):
+            self._routed = []
+        for key, value in params.items():
+            setattr(self, key, value)
+            if key not in self._routed:
+                self._routed.append(key)
+
+    def _check_routed_params(self):
+        unknown = [k for k in self._routed if k.partition("__")[0] not in PREFIXES]
+        if unknown or any(not k.partition("__")[2] for k in self._routed):
+            raise ValueError(
+                f"{type(self).__name__} got unknown parameters {unknown or self._routed}; "
+                f"routed parameters are named {[p + '__<name>' for p in PREFIXES]}."
+            )
+
+    def _prefixed_params(self, prefix):
+        """The routed parameters ``prefix__name`` as ``{name: value}``."""
+        start = prefix + "__"
+        return {k[len(start) :]: getattr(self, k) for k in self._routed if k.startswith(start)}
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        return {**params, **{k: getattr(self, k) for k in self._routed}}
+
+    def set_params(self, **params):
+        own = self._get_param_names()
+        self._set_routed_params({k: v for k, v in params.items() if k not in own})
+        return super().set_params(**{k: v for k, v in params.items() if k in own})

@@ -1,0 +1,262 @@
+"""The training loop of :mod:`skprune.engine`: one stack of K copies.
+
+Mirrors, step for step, what a single :class:`~skprune.SparseNetClassifier`
+fit does through skorch (prune before training; per epoch one ``randperm`` of
+each copy's rows; per batch forward, ``(1 − λ)·E + λ·Ω`` with Ω's analytic
+gradient, optimiser step, batchwise pruning; epochwise pruning; the history
+records; prune after training), for all copies at once.
+"""
+
+import time
+
+import torch
+
+from ._stacked import cross_entropy_grad, stack_modules
+
+__all__ = ["train_stack"]
+
+
+def train_stack(copies, X):
+    """Train the copies (see :class:`skprune.engine._Copy`) on ``X`` as one stack.
+
+    Their nets' modules receive the trained weights and optimiser state; their
+    histories receive one entry per epoch. Returns the indices of the copies
+    whose loss or weights stopped being finite (each copy's numbers are its
+    own: the others train on unharmed).
+    """
+    est, net = copies[0].estimator, copies[0].net
+    finite = torch.ones(len(copies), dtype=torch.bool)
+    model = stack_modules([c.net.module_ for c in copies])
+    reg = net.regularizer
+    reg_names = [f"{name}.weight" for name, _ in net.regularized_named_]
+    reg_weights = [model.params[name] for name in reg_names]
+    device = X.device
+    lam = torch.tensor([float(c.lam) for c in copies], device=device)
+    penalized = reg is not None and bool(reg_weights) and bool((lam > 0).any())
+    # The net's own optimiser class and settings (fused Adam on the CPU included).
+    optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
+    step = _fast_step(optimizer)
+    pruner = copies[0].pruner
+    pruning = None if pruner is None else pruner.when
+    plan = _BatchPlan(copies, est.batch_size, lam)
+    generators = [torch.Generator().manual_seed(c.seed) for c in copies]
+
+    def prune():
+        with torch.no_grad():
+            for w in reg_weights:
+                torch.hardshrink(w, pruner.threshold, out=w)
+
+    if pruning is not None:
+        prune()
+    for _ in range(net.max_epochs):
+        start = time.perf_counter()
+        idx, labels = plan.epoch_order(generators)
+        losses, ces = [], []
+        for cols, scale, weight in plan.batches:
+            xb = X.index_select(0, idx[:, cols].reshape(-1))
+            xb = xb.view(len(copies), -1, *X.shape[1:])
+            logits = model.forward(xb)
+            ce_rows, grad = cross_entropy_grad(logits, labels[:, cols], scale)
+            ce = ce_rows.mean(1) if weight is None else (ce_rows * weight).sum(1)
+            loss = ce
+            if penalized:
+                omega = per_copy_penalty(reg, reg_weights)
+                loss = (1 - lam) * ce + lam * omega
+            model.backward(grad)
+            if penalized:
+                _add_penalty_grad(reg, reg_weights, lam)
+            step()
+            if pruning == "batch":
+                prune()
+            losses.append(loss)
+            ces.append(ce)
+        if pruning == "epoch":
+            prune()
+        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, ces, start)
+        finite &= _finite(model, losses)
+    if pruning is not None:
+        prune()
+    _write_back(copies, model, optimizer)
+    return [k for k, ok in enumerate(finite.tolist()) if not ok]
+
+
+class _BatchPlan:
+    """Each copy's batches: its rows in its own random order, in slices of ``batch_size``.
+
+    Copies share the number of batches; a copy with fewer rows has a shorter
+    last batch, padded to the others' length with rows of weight 0.
+    """
+
+    def __init__(self, copies, batch_size, lam):
+        sizes = torch.tensor([len(c.rows) for c in copies])
+        self.sizes = sizes.tolist()
+        n_max = int(sizes.max())
+        device = lam.device
+        self.rows = _pad([c.rows for c in copies], n_max, device)
+        self.y = _pad([c.y for c in copies], n_max, device)
+        ragged = len(set(self.sizes)) > 1
+        self.batches, self.counts = [], []
+        for start in range(0, n_max, batch_size):
+            stop = min(start + batch_size, n_max)
+            counts = (sizes - start).clamp(0, batch_size).to(device, torch.float32)
+            scale = ((1 - lam) / counts)[:, None]
+            weight = None
+            if ragged:
+                valid = torch.arange(start, stop, device=device)[None] < sizes[:, None].to(device)
+                weight, scale = valid / counts[:, None], scale * valid
+            self.batches.append((slice(start, stop), scale, weight))
+            self.counts.append(counts)
+
+    def epoch_order(self, generators):
+        """``(row indices, labels)``, each (K, n_max): the epoch's batches side by side."""
+        perms = [torch.randperm(n, generator=g) for n, g in zip(self.sizes, generators)]
+        pos = _pad(perms, self.rows.shape[1], self.rows.device)
+        return self.rows.gather(1, pos), self.y.gather(1, pos)
+
+
+def _fast_step(optimizer):
+    """``optimizer.step``, or for fused Adam its kernel called directly.
+
+    After the first ``step`` (which makes the state) the same two calls that
+    ``torch.optim.Adam(fused=True)`` makes, without its per-step bookkeeping
+    (a third of a small network's step): the same numbers.
+    """
+    group = optimizer.param_groups[0]
+    plain = (
+        type(optimizer) is not torch.optim.Adam
+        or len(optimizer.param_groups) != 1
+        or not group.get("fused")
+        or group["amsgrad"]
+        or group["capturable"]
+        or group["differentiable"]
+        or group.get("decoupled_weight_decay", False)
+        or torch.is_tensor(group["lr"])
+    )
+    if plain:
+        return optimizer.step
+    params = group["params"]
+    state = optimizer.state
+    options = {
+        "amsgrad": False,
+        "lr": group["lr"],
+        "beta1": group["betas"][0],
+        "beta2": group["betas"][1],
+        "weight_decay": group["weight_decay"],
+        "eps": group["eps"],
+        "maximize": group["maximize"],
+        "grad_scale": None,
+        "found_inf": None,
+    }
+
+    def step():
+        if not state:
+            optimizer.step()
+            return
+        steps = [state[p]["step"] for p in params]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            params,
+            [p.grad for p in params],
+            [state[p]["exp_avg"] for p in params],
+            [state[p]["exp_avg_sq"] for p in params],
+            [],
+            steps,
+            **options,
+        )
+
+    return step
+
+
+@torch.no_grad()
+def _finite(model, losses):
+    """Per copy: whether the epoch's last loss and every weight are finite (DivergenceCheck)."""
+    ok = torch.isfinite(losses[-1]).cpu()
+    for p in model.params.values():
+        ok &= torch.isfinite(p).flatten(1).all(1).cpu()
+    return ok
+
+
+def _pad(tensors, length, device):
+    """Stack 1-d tensors into (K, length), padding with each one's first entry."""
+    if all(len(t) == length for t in tensors):
+        return torch.stack([t.to(device) for t in tensors])
+    out = torch.stack([t[:1].to(device).expand(length).clone() for t in tensors])
+    for k, t in enumerate(tensors):
+        out[k, : len(t)] = t
+    return out
+
+
+def per_copy_penalty(reg, weights):
+    """Ω of each copy, shape (K,): the regularizer's own ``penalty`` on its slices."""
+    if weights[0].shape[0] == 1:
+        return torch.as_tensor(reg.penalty([w[0] for w in weights])).reshape(1)
+    return torch.func.vmap(lambda *ws: torch.as_tensor(reg.penalty(list(ws))))(*weights)
+
+
+@torch.no_grad()
+def _add_penalty_grad(reg, weights, lam):
+    """``p.grad += λ_k · ∂Ω/∂w`` (the loss's λ·Ω term, Reiners eq. 7)."""
+    for w in weights:
+        w.grad.addcmul_(reg.grad(w), lam.view(-1, *[1] * (w.dim() - 1)))
+
+
+@torch.no_grad()
+def _record_epoch(copies, reg, weights, names, plan, losses, ces, start):
+    """Write the epoch's history entries of every copy, as skorch and SparsityHistory do."""
+    counts = torch.stack(plan.counts).cpu()
+    losses, ces = torch.stack(losses).cpu().double(), torch.stack(ces).cpu().double()
+    mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
+    mean_ce = ((ces * counts).sum(0) / counts.sum(0)).tolist()
+    penalty = per_copy_penalty(reg, weights).tolist() if reg is not None and weights else None
+    nonzero = [torch.count_nonzero(w, dim=tuple(range(1, w.dim()))).tolist() for w in weights]
+    sizes = [w[0].numel() for w in weights]
+    dur = time.perf_counter() - start
+    batch_losses, batch_counts = losses.T.tolist(), counts.T.tolist()
+    for k, c in enumerate(copies):
+        history = c.net.history
+        history.new_epoch()
+        history.record("epoch", len(history))
+        for value, count in zip(batch_losses[k], batch_counts[k]):
+            history.new_batch()
+            history.record_batch("train_loss", value)
+            history.record_batch("train_batch_size", int(count))
+        best = min((e["train_loss"] for e in history[-2:-1]), default=float("inf"))
+        n_nonzero = sum(nz[k] for nz in nonzero)
+        record = {
+            "train_batch_count": len(plan.batches),
+            "train_loss": mean_loss[k],
+            "train_loss_best": mean_loss[k] < best,
+            "dur": dur,
+            "ce": mean_ce[k],
+            "penalty": penalty[k] if penalty is not None else 0.0,
+            "n_nonzero": n_nonzero,
+            "density": n_nonzero / sum(sizes) if sizes else 1.0,
+            "layer_density": {n: nz[k] / s for n, nz, s in zip(names_of(names), nonzero, sizes)},
+        }
+        for key, value in record.items():
+            history.record(key, value)
+
+
+def names_of(param_names):
+    """Layer names of ``"<layer>.weight"`` parameter names."""
+    return [name.rpartition(".")[0] for name in param_names]
+
+
+@torch.no_grad()
+def _write_back(copies, model, optimizer):
+    """Copy each copy's slice of the stacked weights and optimiser state to its net."""
+    for k, c in enumerate(copies):
+        own = dict(c.net.module_.named_parameters())
+        for name, stacked in model.params.items():
+            own[name].copy_(stacked[k])
+            state = optimizer.state.get(stacked)
+            if state:
+                c.net.optimizer_.state[own[name]] = {
+                    key: _slice(value, stacked, k) for key, value in state.items()
+                }
+
+
+def _slice(value, stacked, k):
+    if torch.is_tensor(value) and value.shape == stacked.shape:
+        return value[k].clone()
+    return value.clone() if torch.is_tensor(value) else value

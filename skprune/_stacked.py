@@ -1,0 +1,175 @@
+"""K copies of a network as one stacked model, for :mod:`skprune.engine`.
+
+Every parameter of the K copies becomes one tensor with a leading copy axis
+(shape ``(K, *shape)``), so one kernel does the work of K: a ``Linear`` layer
+becomes ``torch.baddbmm`` on ``(K, batch, in)``, a convolution becomes the
+grouped convolution that ``torch.func.vmap`` makes of it. Two forms:
+
+* :class:`StackedMLP` — the built-in ``"mlp"``/``"lenet300"``: forward and
+  backward written out (two batched matmuls and a sum per layer), no autograd
+  graph, gradients written into preallocated buffers;
+* :class:`FuncStack` — any other module that ``torch.func`` can stack
+  (``"lenet5"``, user modules): ``vmap(functional_call)`` and autograd.
+
+Both take the gradient of the loss with respect to the logits (known in closed
+form for the cross-entropy, see :func:`cross_entropy_grad`) and leave
+``∂/∂p`` in ``p.grad`` of every stacked parameter.
+"""
+
+import torch
+from torch import nn
+
+from .models import MLP
+
+__all__ = ["StackedMLP", "FuncStack", "stack_modules", "cross_entropy_grad", "unstackable"]
+
+#: Layers whose training-mode behaviour draws random numbers or updates buffers:
+#: a stack cannot reproduce the separate fits' random streams or running stats.
+_UNSTACKABLE_LAYERS = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+
+
+def unstackable(module):
+    """Why ``module`` cannot be stacked (a sentence), or None if it can.
+
+    Examples
+    --------
+    >>> unstackable(MLP(4, 2)) is None
+    True
+    >>> unstackable(nn.Sequential(nn.Linear(4, 2), nn.Dropout()))
+    'it has a Dropout layer (random numbers or running statistics in training)'
+    """
+    for layer in module.modules():
+        if isinstance(layer, _UNSTACKABLE_LAYERS):
+            return (
+                f"it has a {type(layer).__name__} layer "
+                "(random numbers or running statistics in training)"
+            )
+    return None
+
+
+def cross_entropy_grad(logits, y, scale):
+    """Per-row cross-entropy and its gradient with respect to the logits.
+
+    The logits are class-major, (K, C, B): torch's CPU ``log_softmax`` over a
+    short last axis is an order of magnitude slower than over a middle one.
+    For copy k and row i of weight ``scale[k, i]`` (``(1 − λ_k)/n_k`` for the
+    rows of its batch, 0 for padding),
+    ``∂((1 − λ_k)·E_k)/∂z_ki = scale_ki · (softmax(z_ki) − onehot(y_ki))``.
+
+    Parameters
+    ----------
+    logits : tensor of shape (K, C, B)
+    y : int64 tensor of shape (K, B)
+    scale : tensor of shape (K, 1) or (K, B)
+
+    Returns
+    -------
+    ce : tensor of shape (K, B)
+        The row cross-entropies (the caller weights and sums them).
+    grad : tensor of shape (K, C, B)
+
+    Examples
+    --------
+    >>> z = torch.tensor([[[0.0], [0.0]]])
+    >>> ce, grad = cross_entropy_grad(z, torch.tensor([[1]]), torch.tensor([[1.0]]))
+    >>> round(float(ce), 4), grad.flatten().tolist()
+    (0.6931, [0.5, -0.5])
+    """
+    logp = torch.log_softmax(logits, dim=1)
+    target = y.unsqueeze(1)
+    ce = logp.gather(1, target).squeeze(1).neg_()
+    grad = logp.exp_()
+    grad.scatter_add_(1, target, torch.full_like(target, -1.0, dtype=grad.dtype))
+    grad.mul_(scale.unsqueeze(1))
+    return ce, grad
+
+
+class StackedMLP:
+    """K copies of :class:`skprune.models.MLP`, forward and backward by hand.
+
+    Parameters
+    ----------
+    modules : list of MLP
+        Same sizes; their parameters are copied into the stack.
+    """
+
+    def __init__(self, modules):
+        first = modules[0]
+        self.n_layers = first.n_layers
+        self.params = {
+            name: torch.stack([dict(m.named_parameters())[name].detach() for m in modules])
+            for name, _ in first.named_parameters()
+        }
+        for p in self.params.values():
+            p.grad = torch.zeros_like(p)
+        self._layers = [
+            (self.params[f"layer{i}.weight"], self.params[f"layer{i}.bias"])
+            for i in range(1, self.n_layers + 1)
+        ]
+
+    def forward(self, x):
+        """Class-major logits (K, C, B) of inputs (K, B, …); keeps what backward needs."""
+        h = x.flatten(2)
+        self._inputs = []
+        for w, b in self._layers[:-1]:
+            self._inputs.append(h)
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)).relu_()
+        self._inputs.append(h)
+        w, b = self._layers[-1]
+        return torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2))
+
+    def backward(self, grad):
+        """Write ∂/∂p of the loss whose logit gradient is ``grad`` (K, C, B) into ``p.grad``."""
+        grad = grad.transpose(1, 2)
+        for i in reversed(range(self.n_layers)):
+            w, b = self._layers[i]
+            h = self._inputs[i]
+            torch.bmm(grad.transpose(1, 2), h, out=w.grad)
+            torch.sum(grad, dim=1, out=b.grad)
+            if i:
+                # ReLU's backward: h is the layer's output after the ReLU.
+                grad = torch.ops.aten.threshold_backward(torch.bmm(grad, w), h, 0)
+        self._inputs = None
+
+
+class FuncStack:
+    """K copies of any module ``torch.func`` can stack, with autograd.
+
+    ``vmap`` over ``functional_call`` runs the K copies as one batched call: a
+    matmul becomes a batched matmul, a convolution a grouped convolution.
+    """
+
+    def __init__(self, modules):
+        params, buffers = torch.func.stack_module_state(modules)
+        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
+        self.buffers = buffers
+        base = modules[0]
+
+        def call(p, b, x):
+            out = torch.func.functional_call(base, (p, b), (x,))
+            return out[0] if isinstance(out, tuple) else out
+
+        self._single = len(modules) == 1
+        self._call = call if self._single else torch.func.vmap(call)
+
+    def forward(self, x):
+        if self._single:  # no vmap to pay for: the module on the copy's slices
+            first = {name: t[0] for name, t in self.params.items()}
+            buffers = {name: t[0] for name, t in self.buffers.items()}
+            self._logits = self._call(first, buffers, x[0]).unsqueeze(0)
+        else:
+            self._logits = self._call(self.params, self.buffers, x)
+        return self._logits.detach().transpose(1, 2).contiguous()
+
+    def backward(self, grad):
+        for p in self.params.values():
+            p.grad = None
+        self._logits.backward(grad.transpose(1, 2))
+        self._logits = None
+
+
+def stack_modules(modules):
+    """The stacked form of ``modules`` (K copies of one architecture)."""
+    if all(type(m) is MLP for m in modules):
+        return StackedMLP(modules)
+    return FuncStack(modules)

@@ -1,0 +1,317 @@
+"""Train K copies of a network at once: the whole λ path in one stacked model.
+
+A small network leaves the machine idle: most of a training step is per-op
+overhead that every separately trained copy pays again. The engine trains K
+copies of :class:`~skprune.SparseNetClassifier` — each with its own λ, initial
+weights (from its own seed), batch order, optimiser state and pruning — as one
+stacked model (:mod:`skprune._stacked`), so that one kernel does the work of K.
+
+Each copy equals, to float tolerance on the CPU, the separate fit
+``clone(estimator).set_params(lam=λ).fit(X, y)``:
+
+* its seed is drawn from its ``random_state`` as ``fit`` draws it, and its
+  network is built and initialised by the estimator's own ``_build_net`` under
+  that seed, so that the initial weights are the same;
+* its batches come from its own ``torch.Generator`` seeded with that seed, one
+  ``randperm`` per epoch, as :class:`~skprune._net.TensorBatches` draws them;
+* the loss is ``(1 − λ_k)·E_k + λ_k·Ω``, with Ω's gradient ``regularizer.grad``
+  (elementwise), the optimiser is the same torch optimiser run on the stacked
+  tensors (its update is elementwise, fused Adam included), and threshold
+  pruning acts at the same points (before training, after every batch or
+  epoch, after training).
+
+Copies may train on different rows (cross-validation folds): each has its own
+index tensor into the shared ``X``. Copies that take the same number of
+batches per epoch share a stack; a shorter last batch is padded and its
+padding rows get weight 0 in the cross-entropy. Copies whose number of batches
+differs, or whose settings other than ``lam`` and ``random_state`` differ,
+train in separate stacks. Settings the engine does not serve
+(:func:`unstackable_reason`) fall back to a plain ``fit``.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.utils import _safe_indexing, check_random_state
+
+from ._data import cuda_indices
+from ._stack_loop import train_stack
+from ._stacked import unstackable
+from ._validation import resolve_device
+from .pruning import ThresholdPruning
+from .regularizers import L0, L1, L2, L2L0
+
+__all__ = [
+    "lambda_path",
+    "fit_stacked",
+    "fit_candidates",
+    "train_net",
+    "fit_net",
+    "unstackable_reason",
+]
+
+_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
+_REGULARIZERS = (L1, L2, L0, L2L0)
+
+
+def unstackable_reason(estimator, parts=None):
+    """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
+
+    Served: :class:`~skprune.SparseNetClassifier` with the regularizer ℓ1, ℓ2,
+    ℓ0, ℓ2+ℓ0 or None; threshold pruning (``"auto"``, ``"batch"``,
+    ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
+    no ``lr_schedule``, no validation split, no extra callbacks,
+    ``verbose=0``; a module without dropout or batch normalisation (checked
+    once it is built). ``parts`` are the estimator's built parts, when known.
+    """
+    if getattr(estimator, "_criterion", None) is not torch.nn.CrossEntropyLoss:
+        return f"{type(estimator).__name__} is not trained on the cross-entropy"
+    regularizer, pruner, (optimizer, _) = parts or estimator._build_parts("cpu")
+    if not issubclass(optimizer, _OPTIMIZERS):
+        return f"optimizer={estimator.optimizer!r} is not SGD, Adam or RMSprop"
+    if regularizer is not None and type(regularizer) not in _REGULARIZERS:
+        return f"regularizer={estimator.regularizer!r} is not l1, l2, l0, l2_l0 or None"
+    if pruner is not None and type(pruner) is not ThresholdPruning:
+        return f"pruning={estimator.pruning!r} is not threshold pruning"
+    checks = {
+        "lr_schedule": estimator.lr_schedule is None,
+        "validation_fraction": not estimator.validation_fraction,
+        "callbacks": not estimator.callbacks,
+        "early_stopping": not getattr(estimator, "early_stopping", False),
+        "verbose": not estimator.verbose,
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    return f"{bad[0]}={getattr(estimator, bad[0])!r} is set" if bad else None
+
+
+@dataclass
+class _Copy:
+    """One copy of a stack: its estimator, net, λ, seed and training rows."""
+
+    estimator: object
+    net: object
+    rows: torch.Tensor
+    y: torch.Tensor
+    lam: float
+    seed: int
+    pruner: object
+
+
+def lambda_path(estimator, X, y, lams):
+    """Fit ``estimator`` at every λ of ``lams``, all trained at once.
+
+    In the shape of :func:`sklearn.linear_model.lasso_path`: one fitted
+    estimator per λ, each equal (to float tolerance on the CPU) to
+    ``clone(estimator).set_params(lam=λ).fit(X, y)`` with the same
+    ``random_state``, but trained as one stacked model (see
+    :mod:`skprune.engine`). Settings the engine does not serve fall back to
+    separate fits.
+
+    Parameters
+    ----------
+    estimator : SparseNetClassifier
+        Unfitted template; cloned, not changed.
+    X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+    y : array-like of shape (n_samples,)
+    lams : iterable of float
+        The λ values, each in [0, 1).
+
+    Returns
+    -------
+    estimators : list of SparseNetClassifier
+        Fitted, in the order of ``lams``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skprune import SparseNetClassifier, lambda_path
+    >>> X, y = load_digits(return_X_y=True)
+    >>> path = lambda_path(SparseNetClassifier(max_epochs=2, random_state=0),
+    ...                    X[:200] / 16, y[:200], [1e-4, 1e-2])
+    >>> path[0].density_ > path[1].density_
+    True
+    """
+    estimators = [clone(estimator).set_params(lam=float(lam)) for lam in lams]
+    return fit_stacked(estimators, X, y)
+
+
+def fit_stacked(estimators, X, y, rows=None):
+    """Fit every estimator in place, stacking those the engine can train together.
+
+    Parameters
+    ----------
+    estimators : list of SparseNetClassifier
+        Unfitted; they may differ in ``lam`` and ``random_state`` within a stack
+        (estimators differing in anything else train in separate stacks).
+    X, y : array-like
+        The data; every estimator trains on ``X[rows[k]]``, ``y[rows[k]]``.
+    rows : list of (array of int or None) or None, default=None
+        Training rows of each estimator (e.g. the training folds of a
+        cross-validation); None trains on every row.
+
+    Returns
+    -------
+    estimators : list
+        The same objects, fitted.
+    """
+    rows = [None] * len(estimators) if rows is None else list(rows)
+    copies, own_rows = [], {}
+    for est, r in zip(estimators, rows):
+        copy = _prepare(est, X, y, r)
+        if copy is None:
+            est.fit(*_rows(X, y, r))
+        else:
+            copies.append(copy)
+            own_rows[id(copy)] = r
+    if not copies:
+        return estimators
+    X_all = _full_tensor(copies[0], X)
+    diverged = set()
+    for group in _groups(copies):
+        diverged.update(id(group[k]) for k in train_stack(group, X_all))
+    for c in copies:
+        if id(c) in diverged:
+            # Its own fit raises FloatingPointError, as the separate fit would.
+            c.estimator.fit(*_rows(X, y, own_rows[id(c)]))
+        else:
+            _finish(c.estimator)
+    return estimators
+
+
+def fit_candidates(estimator, X, y, candidates, folds):
+    """Fit every (candidate, fold) pair at once: what a vectorised search round trains.
+
+    Parameters
+    ----------
+    estimator : SparseNetClassifier
+        Unfitted template; cloned for every pair.
+    X, y : array-like
+    candidates : list of dict
+        Parameter settings (``{"lam": 1e-3}``), as ``evaluate_candidates`` gets them.
+    folds : list of (train, test) index arrays
+        As ``cv.split(X, y)`` yields them; only ``train`` is used.
+
+    Returns
+    -------
+    estimators : list
+        Fitted, in ``BaseSearchCV``'s order: candidate by candidate, and
+        within a candidate fold by fold.
+    """
+    pairs = [(params, train) for params in candidates for train, _ in folds]
+    estimators = [clone(estimator).set_params(**params) for params, _ in pairs]
+    return fit_stacked(estimators, X, y, [train for _, train in pairs])
+
+
+def train_net(estimator, net, X, y, weight=None, epochs=None):
+    """Train ``net`` as ``fit`` does: through the engine where it serves, else skorch's loop.
+
+    ``weight`` are per-sample weights (or None) and ``epochs`` the number of
+    epochs (None: ``max_epochs``), as ``SparseNet.partial_fit`` takes them.
+    """
+    if fit_net(estimator, net, X, y, weight, epochs):
+        return
+    net.train_sample_weight = weight
+    net.partial_fit(X, y, epochs=epochs)
+    net.train_sample_weight = None  # not kept in the fitted estimator
+
+
+def fit_net(estimator, net, X, y, weight=None, epochs=None):
+    """Train ``net`` (initialised by ``estimator._build_net``) on tensors ``X``, ``y``.
+
+    The single fit through the engine (K = 1), for ``fit`` to call in place of
+    ``net.partial_fit(X, y)``. Returns False, training nothing, when the engine
+    does not serve it: settings it does not serve, sample weights, a number of
+    ``epochs`` (``partial_fit``), or a net that has trained before.
+    """
+    if weight is not None or epochs is not None or len(net.history):
+        return False
+    parts = _net_parts(net)
+    if unstackable_reason(estimator, parts) or unstackable(net.module_):
+        return False
+    rows = torch.arange(len(X), device=X.device)
+    copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
+    if train_stack([copy], X):
+        from ._checks import DivergenceCheck
+
+        DivergenceCheck().on_epoch_end(net)  # raises FloatingPointError, as in fit
+    return True
+
+
+# -- the estimator's own fit, split in the parts the engine reuses ------------
+#
+# These are the only places that reach into SparseNetClassifier's fit.
+
+
+def _rows(X, y, rows):
+    if rows is None:
+        return X, y
+    return _safe_indexing(X, rows), _safe_indexing(y, rows)
+
+
+def _prepare(est, X, y, rows):
+    """Validate, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
+    from ._checks import check_module
+
+    est._validate_params()
+    est._forget_fit()
+    est._check_routed_params()
+    Xv, yv, weight = est._validate_fit_data(*_rows(X, y, rows), None, reset=True)
+    device = resolve_device(est.device)
+    parts = est._build_parts(device)
+    if weight is not None or unstackable_reason(est, parts):
+        return None
+    seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
+    (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
+    with torch.random.fork_rng(devices=cuda_indices(device)):
+        torch.manual_seed(seed)
+        est.net_ = est._build_net(device, parts, seed, None).initialize()
+        check_module(est, est.net_, X_train, parts)
+    if unstackable(est.net_.module_):
+        return None
+    index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
+    return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+
+
+def _net_parts(net):
+    """``(regularizer, pruner, (optimizer class, None))`` of an initialised net."""
+    callbacks = dict(net.callbacks_)
+    return net.regularizer, callbacks.get("pruning"), (type(net.optimizer_), None)
+
+
+def _full_tensor(copy, X):
+    """All of ``X`` as the float32 tensor, on the copies' device, they index into.
+
+    A fitted copy validates it as it validates data to predict: same checks,
+    same dtype and sample shape as its own training rows.
+    """
+    return copy.estimator._validate_predict_data(X).to(copy.rows.device)
+
+
+def _groups(copies):
+    """Copies that can share a stack: same settings but λ and seed, same batch count."""
+    groups = {}
+    for c in copies:
+        est = c.estimator
+        params = est.get_params(deep=False)
+        params.pop("lam"), params.pop("random_state")
+        n_batches = math.ceil(len(c.rows) / est.batch_size)
+        key = (
+            type(est),
+            repr(sorted(params.items(), key=lambda kv: kv[0])),
+            tuple(est.classes_.tolist()),
+            est._input_shape,
+            str(c.rows.device),
+            n_batches,
+        )
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
+def _finish(est):
+    est.history_ = est.net_.history
+    est._record_sparsity()
+    est._record_lambda_history()
+    est._record_iterations()

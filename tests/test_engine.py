@@ -1,0 +1,232 @@
+"""The stacked training engine: lambda_path and fit_stacked equal separate fits."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+from torch import nn
+
+from skprune import SparseNetClassifier, lambda_path
+from skprune._stack_loop import train_stack
+from skprune._stacked import cross_entropy_grad, unstackable
+from skprune.engine import _prepare, fit_candidates, fit_net, fit_stacked, unstackable_reason
+
+LAMS = [0.0, 1e-4, 1e-3, 1e-2]
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.rand(120, 8).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)
+    return X, y
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request):
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    return request.param
+
+
+@pytest.fixture
+def skorch_fit(monkeypatch):
+    """Separate fits through skorch's training loop, not the engine: the reference."""
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
+
+
+def _max_weight_gap(fitted, separate):
+    with torch.no_grad():
+        return max(
+            float((a - b).abs().max())
+            for f, s in zip(fitted, separate)
+            for a, b in zip(f.net_.module_.parameters(), s.net_.module_.parameters())
+        )
+
+
+def _separate(estimators, X, y, rows=None):
+    rows = rows or [np.arange(len(X))] * len(estimators)
+    return [clone(e).fit(X[r], y[r]) for e, r in zip(estimators, rows)]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"optimizer": "sgd", "lr": 0.05, "optimizer__momentum": 0.9, "regularizer": "l2"},
+        {"optimizer": "rmsprop", "regularizer": "l0", "pruning": "epoch"},
+        {"regularizer": "l2_l0", "pruning": "after", "module__hidden_layer_sizes": (6, 5)},
+        {"regularizer": None, "pruning": None},
+    ],
+)
+def test_lambda_path_equals_separate_fits(data, params, device, skorch_fit):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, device=device, **params)
+    path = lambda_path(est, X, y, LAMS)
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
+    assert _max_weight_gap(path, separate) <= 1e-4
+    for p, s in zip(path, separate):
+        assert p.density_ == s.density_ and p.layer_density_ == s.layer_density_
+        np.testing.assert_allclose(p.objectives_, s.objectives_, rtol=1e-4)
+        for key in ("train_loss", "ce", "penalty", "density"):
+            np.testing.assert_allclose(p.history_[:, key], s.history_[:, key], rtol=1e-4)
+        np.testing.assert_allclose(p.predict_proba(X), s.predict_proba(X), atol=1e-4)
+        assert p.classes_.tolist() == s.classes_.tolist()
+        assert p.n_features_in_ == s.n_features_in_
+
+
+def test_lambda_path_differs_by_lambda_and_keeps_template(data):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, threshold=0.02)
+    path = lambda_path(est, X, y, [1e-4, 5e-2])
+    assert [p.lam for p in path] == [1e-4, 5e-2]
+    assert path[1].density_ < path[0].density_
+    assert est.lam == 1e-4 and not hasattr(est, "net_")
+
+
+def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit):
+    X, y = data
+    X, y = X[:101], y[:101]  # folds of 67 and 68 rows: a shorter last batch
+    folds = [train for train, _ in KFold(3).split(X)]
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=1)
+    estimators = [clone(est).set_params(lam=lam) for lam in (1e-4, 1e-2) for _ in folds]
+    rows = folds * 2
+    fit_stacked(estimators, X, y, rows)
+    assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
+
+
+def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit):
+    X, y = data
+    rows = [np.arange(100), np.arange(40)]
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=2)
+    estimators = [clone(est), clone(est).set_params(lam=1e-2)]
+    fit_stacked(estimators, X, y, rows)
+    assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
+
+
+def test_lambda_path_lenet5_equals_separate_fits(skorch_fit):
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 1, 12, 12).astype(np.float32)
+    y = rng.randint(0, 3, 40)
+    est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0)
+    path = lambda_path(est, X, y, [1e-4, 1e-3])
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
+    assert _max_weight_gap(path, separate) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"optimizer": "madam"}, "optimizer='madam'"),
+        ({"regularizer": "lobster"}, "regularizer='lobster'"),
+        ({"pruning": "global", "target_density": 0.5}, "pruning='global'"),
+        ({"lr_schedule": "sigmoid"}, "lr_schedule='sigmoid'"),
+        ({"verbose": 1}, "verbose=1"),
+    ],
+)
+def test_unstackable_reason_names_the_setting(params, reason):
+    assert reason in unstackable_reason(SparseNetClassifier(**params))
+
+
+def test_unstackable_reason_none_for_defaults():
+    assert unstackable_reason(SparseNetClassifier()) is None
+
+
+def test_lambda_path_falls_back_to_separate_fits(data):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, random_state=0, lr_schedule="sigmoid")
+    path = lambda_path(est, X, y, [1e-4, 1e-3])
+    assert "lr" in path[0].history_[-1]  # trained by fit: the schedule recorded its rate
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
+    assert _max_weight_gap(path, separate) == 0
+
+
+def test_unstackable_module_with_dropout_falls_back(data):
+    X, y = data
+    module = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3))
+    assert "Dropout" in unstackable(module)
+    est = SparseNetClassifier(module, max_epochs=1, random_state=0)
+    path = lambda_path(est, X, y, [1e-4, 1e-3])
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
+    assert _max_weight_gap(path, separate) == 0
+
+
+def test_cross_entropy_grad_matches_autograd():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 5, requires_grad=True)  # (K, C, B)
+    y = torch.randint(0, 4, (3, 5))
+    scale = torch.tensor([[0.5], [1.0], [0.2]])
+    ce, grad = cross_entropy_grad(logits.detach(), y, scale)
+    ref = nn.functional.cross_entropy(logits, y, reduction="none")
+    (ref * scale).sum().backward()
+    torch.testing.assert_close(ce, ref.detach())
+    torch.testing.assert_close(grad, logits.grad)
+
+
+def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit):
+    X, y = data  # labels are already 0, 1, 2: their own encoding
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
+    reference = clone(est).fit(X, y)
+    twin = clone(est)
+    _prepare(twin, X, y, None)  # validated, seeded and built as fit does
+    assert fit_net(twin, twin.net_, torch.as_tensor(X), torch.as_tensor(y))
+    assert _max_weight_gap([twin], [reference]) <= 1e-4
+    assert len(twin.net_.history) == 2
+
+
+def test_fit_net_refuses_unserved_settings(data):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=1, optimizer="smgd").fit(X, y)
+    assert not fit_net(est, est.net_, torch.as_tensor(X), torch.as_tensor(y))
+
+
+def test_lambda_path_diverging_copy_raises_as_its_fit_does(data):
+    X, y = data
+    est = SparseNetClassifier(optimizer="sgd", lr=1e30, max_epochs=1, random_state=0)
+    with pytest.raises(FloatingPointError, match="Training diverged"):
+        lambda_path(est, X * 1e10, y, [1e-4, 1e-3])
+
+
+def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
+    X, y = data
+    calls = []
+
+    def spy(copies, X):
+        calls.append(len(copies))
+        return train_stack(copies, X)
+
+    monkeypatch.setattr("skprune.engine.train_stack", spy)
+    SparseNetClassifier(max_epochs=1, random_state=0).fit(X, y)
+    assert calls == [1]
+    calls.clear()
+    SparseNetClassifier(max_epochs=1, random_state=0, optimizer="smgd").fit(X, y)
+    assert not calls
+
+
+def test_regressor_falls_back_to_its_own_fit(data):
+    from skprune import SparseNetRegressor
+
+    X, y = data
+    assert "cross-entropy" in unstackable_reason(SparseNetRegressor())
+    path = lambda_path(SparseNetRegressor(max_epochs=1, random_state=0), X, y * 1.0, [1e-4, 1e-3])
+    assert [p.lam for p in path] == [1e-4, 1e-3] and path[0].predict(X).shape == (len(X),)
+
+
+def test_fit_candidates_orders_pairs_as_base_search_cv(data):
+    X, y = data
+    folds = list(KFold(2).split(X))
+    est = SparseNetClassifier(max_epochs=1, random_state=0, threshold=0.02)
+    fitted = fit_candidates(est, X, y, [{"lam": 1e-4}, {"lam": 5e-2}], folds)
+    assert [e.lam for e in fitted] == [1e-4, 1e-4, 5e-2, 5e-2]
+    reference = clone(est).set_params(lam=5e-2).fit(X[folds[1][0]], y[folds[1][0]])
+    assert _max_weight_gap([fitted[3]], [reference]) <= 1e-4
+
+
+def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch):
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(40, 1, 12, 12).astype(np.float32), rng.randint(0, 3, 40)
+    est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
+    engine = clone(est).fit(X, y)
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
+    assert _max_weight_gap([engine], [clone(est).fit(X, y)]) <= 1e-4

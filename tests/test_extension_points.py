@@ -1,0 +1,182 @@
+"""The extension points: base classes, the registry, one checking place, module structure."""
+
+import ast
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from sklearn.base import clone
+from skorch.callbacks import Callback
+
+from skprune import SparseNetClassifier
+from skprune._checks import DivergenceCheck
+from skprune._net import SparsityHistory
+from skprune._warm_start import WarmStart
+from skprune.constrained import HardConcrete
+from skprune.lobster import LOBSTER, LobsterPruning
+from skprune.magnitude import MagnitudePruning
+from skprune.optim import LambdaHistory
+from skprune.pruning import Pruner, ThresholdPruning
+from skprune.registry import PRUNERS, REGULARIZERS
+from skprune.regularizers import L0, L1, L2, L2L0, Regularizer
+from skprune.schedules import SigmoidLR
+
+PACKAGE = Path(__file__).resolve().parents[1] / "skprune"
+
+
+def _imports(path):
+    """skprune modules that ``path`` imports anywhere, inside functions too."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.add(node.module or "")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("skprune."):
+            names.add(node.module.split(".", 1)[1])
+    return {name.split(".")[0] for name in names if name}
+
+
+def _cycle(graph):
+    """One import cycle of ``graph`` (module -> imported modules), or None."""
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*path, node, nxt]
+            if nxt not in state and (found := visit(nxt, [*path, node])):
+                return found
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [])):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_package_has_no_import_cycle_counting_imports_inside_functions():
+    graph = {path.stem: _imports(path) for path in PACKAGE.glob("*.py")}
+    assert _cycle(graph) is None
+
+
+def test_every_module_is_at_most_400_lines():
+    lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
+
+
+def test_only_the_estimators_import_the_registry():
+    importers = {p.stem for p in PACKAGE.glob("*.py") if "registry" in _imports(p)}
+    assert importers <= {"_base", "search", "estimators"}
+
+
+CALLBACKS = [
+    L1(),
+    L2(),
+    L0(),
+    L2L0(),
+    LOBSTER(),
+    HardConcrete(),
+    ThresholdPruning(),
+    MagnitudePruning(target_density=0.5),
+    LobsterPruning(),
+    LambdaHistory(),
+    SparsityHistory(),
+    DivergenceCheck(),
+    SigmoidLR(1e-2, 1e-3),
+    WarmStart("/tmp/skprune-warm", 1e-3),
+]
+
+
+@pytest.mark.parametrize("callback", CALLBACKS, ids=lambda cb: type(cb).__name__)
+def test_callback_survives_clone_after_initialize(callback):
+    callback = clone(callback).initialize()
+    assert all(not k.endswith("_") for k in callback.get_params())
+    clone(callback)
+    clone(SparseNetClassifier(callbacks=[callback]))
+
+
+def test_registry_maps_every_name_to_a_base_class():
+    assert all(issubclass(cls, Regularizer) for cls in REGULARIZERS.values())
+    assert all(issubclass(cls, Pruner) for cls, _ in PRUNERS.values())
+
+
+def test_regularizer_without_penalty_cannot_be_made():
+    class Empty(Regularizer):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Empty()
+
+
+def test_autograd_gradient_equals_the_analytic_one():
+    class AutogradL1(Regularizer):
+        def penalty(self, weights):
+            return sum(w.abs().sum() for w in weights)
+
+    w = [torch.tensor([[0.5, -2.0], [3.0, -0.1]])]
+    assert not AutogradL1().analytic and L1().analytic
+    torch.testing.assert_close(AutogradL1().gradients(w), L1().gradients(w))
+
+
+class _Started(Callback):
+    """Counts the trainings that began."""
+
+    def initialize(self):
+        self.started_ = 0
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.started_ += 1
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"pruning": "global"}, "target_density"),
+        ({"pruning": "lobster"}, "validation_fraction"),
+        ({"regularizer": "hard_concrete", "pruning": "batch"}, "pruning=None"),
+        ({"optimizer": "madam", "regularizer": None}, "multi-objective"),
+        ({"pruning": "batch", "pruning__sometimes": 1}, r"pruning__sometimes"),
+    ],
+)
+def test_cross_parameter_checks_fail_before_training(params, match, blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=1, callbacks=[_Started()], **params)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y)
+    assert not hasattr(clf, "net_")  # nothing was built, let alone trained
+
+
+def test_pruning_accepts_an_instance_and_routed_settings(blobs):
+    X, y = blobs
+    pruner = MagnitudePruning(method="layerwise", target_density=0.9)
+    clf = SparseNetClassifier(
+        regularizer=None, pruning=pruner, pruning__target_density=0.25, max_epochs=2
+    )
+    clf.set_params(pruning__finetune_epochs=1).fit(X, y)
+    assert clf.density_ == pytest.approx(0.25, abs=0.01)
+    assert len(clf.history_) == 3  # max_epochs + the pruner's fine-tuning epoch
+    assert pruner.target_density == 0.9  # the parameter itself is never changed
+
+
+def test_pruning_settings_override_the_estimator_parameters(blobs):
+    X, y = blobs
+    clf = SparseNetClassifier(pruning="global", target_density=0.5, max_epochs=1)
+    clf.set_params(pruning__target_density=0.1, finetune_epochs=0).fit(X, y)
+    assert clf.density_ == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_parameter_no_part_reads_warns(blobs):
+    X, y = blobs
+    with pytest.warns(UserWarning, match="'target_density' parameter.*ignored"):
+        SparseNetClassifier(target_density=0.1, max_epochs=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SparseNetClassifier(pruning="global", target_density=0.1, max_epochs=1).fit(X, y)
