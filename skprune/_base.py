@@ -22,7 +22,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._checks import DivergenceCheck, check_module, check_parts, check_split
+from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
 from ._routing import RoutedParams
@@ -186,6 +186,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         """A new training: checks, parts and net, then ``epochs`` epochs (None: all)."""
         self._forget_fit()
         self._check_routed_params()
+        check_params(self)
         X, y, weight = self._validate_fit_data(X, y, sample_weight, classes, reset=True)
         device = resolve_device(self.device)
         parts = self._build_parts(device, incremental=epochs is not None)

@@ -8,17 +8,25 @@ a fresh copy of itself, and fits through a folder of finished fits when
 what it had finished. The scorers reach the fitted estimator through it.
 """
 
+import hashlib
+import io
 import os
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import joblib
 from sklearn.base import clone
 from sklearn.utils import get_tags
+from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["CandidateFit", "fit_key", "sparse_step"]
+__all__ = ["CandidateFit", "fit_key", "sparse_step", "check_memory"]
 
 #: Parameters that change where or how loudly a fit runs, not its result.
 _NOT_IN_KEY = ("device", "verbose")
+#: First bytes of a cache entry, followed by the SHA-256 of the pickle after it.
+_MAGIC = b"skprune-fit-v1\n"
 
 
 def fit_key(estimator, X, y, fit_params):
@@ -50,10 +58,15 @@ class CandidateFit:
 
     def __init__(self, estimator, memory=None):
         self.estimator = estimator
-        self.memory = memory
+        # Checked here, before the search trains anything: a bad folder
+        # would otherwise fail only when the first fit is written.
+        self.memory = check_memory(memory)
 
     def __sklearn_clone__(self):
-        return CandidateFit(clone(self.estimator), self.memory)
+        # Bypasses __init__: the folder was checked when the search began.
+        copy = object.__new__(CandidateFit)
+        copy.estimator, copy.memory = clone(self.estimator), self.memory
+        return copy
 
     def __sklearn_tags__(self):
         return get_tags(self.estimator)
@@ -72,14 +85,15 @@ class CandidateFit:
         folder = Path(self.memory)
         path = folder / f"{fit_key(self.estimator, X, y, fit_params)}.pkl"
         if path.exists():
-            self.estimator = joblib.load(path)
-            return self
+            cached = load_fit(path, type(self.estimator))
+            if cached is not None:
+                self.estimator = cached
+                return self
+        # ``fit`` raises on an interruption or a divergence: only a finished
+        # fit reaches the cache.
         self.estimator.fit(X, y, **fit_params)
         folder.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: an interruption never leaves half a file.
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.part")
-        joblib.dump(self.estimator, partial)
-        os.replace(partial, path)
+        dump_fit(self.estimator, path)
         return self
 
     def __getattr__(self, name):
@@ -87,6 +101,77 @@ class CandidateFit:
         if name.startswith("__") or name in ("estimator", "memory"):
             raise AttributeError(name)
         return getattr(self.estimator, name)
+
+
+def check_memory(memory):
+    """``memory`` as a writable folder (created if missing), or None.
+
+    Raises ``ValueError`` for ``""`` (which would write into the working
+    directory), a path that is a file, or a folder that cannot be written.
+    """
+    if memory is None:
+        return None
+    if not str(memory).strip():
+        raise ValueError(
+            f"The 'memory' parameter must be a folder path or None; got {memory!r}, which "
+            "would write into the working directory."
+        )
+    folder = Path(memory)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"The 'memory' parameter must be a folder; got {str(memory)!r}, which is a file."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"The 'memory' parameter must be a folder that can be written; got "
+            f"{str(memory)!r} ({error.strerror or error})."
+        ) from error
+    return memory
+
+
+def dump_fit(estimator, path):
+    """Write a fitted estimator to ``path`` with a checksum, atomically.
+
+    Written aside and renamed: an interruption never leaves half a file under
+    the entry's name; the aside file is removed.
+    """
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer)
+    payload = buffer.getvalue()
+    # One name per process and thread: two writers of one entry never share it.
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        with open(partial, "wb") as file:
+            file.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def load_fit(path, cls):
+    """The fitted ``cls`` stored at ``path``, or None (with a warning) if it is damaged."""
+    try:
+        data = Path(path).read_bytes()
+        head, digest = len(_MAGIC), len(_MAGIC) + 32
+        if data[:head] != _MAGIC or hashlib.sha256(data[digest:]).digest() != data[head:digest]:
+            raise ValueError("its checksum does not match its content")
+        estimator = joblib.load(io.BytesIO(data[digest:]))
+        if not isinstance(estimator, cls):
+            raise ValueError(f"it holds a {type(estimator).__name__}, not a {cls.__name__}")
+        check_is_fitted(estimator)
+    except Exception as error:
+        warnings.warn(
+            f"The cached fit {str(path)!r} is corrupt or truncated ({error}); it is trained "
+            "again and replaced.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    return estimator
 
 
 def sparse_step(estimator):

@@ -6,15 +6,33 @@ All of them run at the top of ``fit``, before the first training step, except
 
 import math
 import warnings
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import is_classifier
+from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
 
 from .optim import MultiObjectiveOptimizer
 
-__all__ = ["check_parts", "check_module", "check_split", "DivergenceCheck"]
+__all__ = ["check_params", "check_parts", "check_module", "check_split", "DivergenceCheck"]
+
+
+def check_params(estimator):
+    """What ``_parameter_constraints`` lets through: ``True`` for an integer parameter.
+
+    scikit-learn's ``Interval(Integral, ...)`` accepts bools (``bool`` is an
+    ``int``), so ``batch_size=True`` would train on batches of one sample.
+    """
+    for name, constraints in estimator._parameter_constraints.items():
+        value = getattr(estimator, name, None)
+        integral = any(isinstance(c, Interval) and c.type is Integral for c in constraints)
+        if integral and isinstance(value, (bool, np.bool_)):
+            raise TypeError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be an int, "
+                f"not a bool. Got {value!r} instead."
+            )
 
 
 def check_parts(estimator, regularizer, pruner, optimizer, part_defaults):
@@ -71,6 +89,27 @@ def check_module(estimator, net, X, parts):
         )
     _check_layer_names(estimator, [name for name, _ in named])
     _check_output(estimator, net, X)
+    _check_callback_names(estimator, net)
+
+
+def _check_callback_names(estimator, net):
+    """Routed ``callbacks__<name>[__<param>]`` must name a callback of the net.
+
+    skorch ignores a name that is no callback, so a misspelt one would be
+    dropped silently.
+    """
+    names = [n for n, _ in net.get_default_callbacks()] + [n for n, _ in net.callbacks or []]
+    unknown = sorted(
+        f"callbacks__{key}"
+        for key in estimator._prefixed_params("callbacks")
+        if key.partition("__")[0] not in names
+    )
+    if unknown:
+        raise ValueError(
+            f"The parameters {unknown} of {type(estimator).__name__} name no callback; "
+            f"callbacks__<name>__<param> needs one of {sorted(names)} (the estimator's "
+            "own callbacks are named user_0, user_1, ...)."
+        )
 
 
 def _layer_names(net):
@@ -143,16 +182,34 @@ def check_split(estimator, y):
 
 
 class DivergenceCheck(Callback):
-    """Stops training with ``FloatingPointError`` once the loss or a weight is not finite."""
+    """Stops training with ``FloatingPointError`` once it has diverged.
+
+    Diverged means: the loss or a weight is not finite, or (for a classifier)
+    the mean training cross-entropy of the epoch is above ``100·ln K``, a
+    hundred times that of guessing uniformly among the K classes. An oversized
+    ``lr`` can keep every number finite while the network predicts nothing.
+    """
 
     def on_epoch_end(self, net, **kwargs):
-        loss = net.history[-1, "train_loss"]
-        finite = math.isfinite(loss) and all(
-            bool(torch.isfinite(p).all()) for p in net.module_.parameters()
-        )
-        if not finite:
+        reason = _divergence(net)
+        if reason:
             raise FloatingPointError(
-                f"Training diverged at epoch {len(net.history)}: the training loss is {loss} "
-                f"or a weight is not finite (lr={net.lr!r}, lam={net.lam!r}). Lower lr, or "
-                "lam, or scale the inputs."
+                f"Training diverged at epoch {len(net.history)}: {reason} (lr={net.lr!r}, "
+                f"lam={net.lam!r}). Lower lr, or lam, or scale the inputs."
             )
+
+
+def _divergence(net):
+    """Why training has diverged, or None."""
+    loss = net.history[-1, "train_loss"]
+    if not math.isfinite(loss):
+        return f"the training loss is {loss}"
+    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
+        return "a weight is not finite"
+    classes = getattr(net, "classes_inferred_", None)
+    if classes is None or len(classes) < 2 or "ce" not in net.history[-1]:
+        return None  # a regressor: no scale to compare the loss with
+    ce, bound = float(net.history[-1, "ce"]), 100.0 * math.log(len(classes))
+    if ce > bound:
+        return f"the training cross-entropy is {ce:.3g}, over 100·ln K = {bound:.3g}"
+    return None

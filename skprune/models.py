@@ -7,6 +7,7 @@ Reiners et al.; they are the layers regularised and pruned by default.
 """
 
 import math
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ class MLP(nn.Module):
 
     def __init__(self, n_features, n_classes, hidden_layer_sizes=(100,)):
         super().__init__()
+        _check_hidden_layer_sizes(hidden_layer_sizes)
         sizes = [int(n_features), *map(int, hidden_layer_sizes), int(n_classes)]
         self.n_layers = len(sizes) - 1
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
@@ -46,6 +48,18 @@ class MLP(nn.Module):
             if i < self.n_layers:
                 x = torch.relu(x)
         return x
+
+
+def _check_hidden_layer_sizes(sizes):
+    """Widths must be positive ints: a layer of width 0 has no weight to count."""
+    ok = isinstance(sizes, (tuple, list)) and all(
+        isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
+    )
+    if not ok:
+        raise ValueError(
+            "The 'hidden_layer_sizes' parameter of MLP (module__hidden_layer_sizes) must be "
+            f"a tuple of positive ints. Got {sizes!r} instead."
+        )
 
 
 class LeNet5(nn.Module):
