@@ -7,6 +7,7 @@ targets are (:meth:`BaseSparseNet._encode_targets`), which skorch net trains
 """
 
 import copy
+import threading
 import warnings
 from numbers import Integral, Real
 
@@ -26,7 +27,7 @@ from ._checks import DivergenceCheck, check_module, check_params, check_parts, c
 from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
 from ._routing import RoutedParams
-from ._stopping import EarlyStopping, check_stopping
+from ._stopping import check_stopping, stopping_callbacks
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -38,6 +39,8 @@ from .schedules import LR_SCHEDULES, make_lr_schedule
 from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
+
+_SEEDED = threading.RLock()
 
 #: History entries holding one value per layer or group: too wide for the log.
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
@@ -192,7 +195,9 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         parts = self._build_parts(device, incremental=epochs is not None)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, weight, seed, device)
-        with torch.random.fork_rng(devices=cuda_indices(device)):
+        # torch's generator is shared by threads (joblib's threading backend):
+        # one seeded fit at a time, so that equal seeds give equal fits.
+        with _SEEDED, torch.random.fork_rng(devices=cuda_indices(device)):
             torch.manual_seed(seed)
             self.net_ = self._build_net(device, parts, seed, valid).initialize()
             check_module(self, self.net_, train[0], parts)
@@ -294,7 +299,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         regularizer, pruner, (optimizer, optimizer_kwargs) = parts
         module, module_kwargs = self._resolve_module()
         callbacks = [
-            *self._scoring_callbacks(valid),
+            *stopping_callbacks(self),
             *([("regularizer", regularizer)] if regularizer is not None else []),
             *([("pruning", pruner)] if pruner is not None else []),
             *(("lr_schedule", cb) for cb in make_lr_schedule(self)),
@@ -327,14 +332,6 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
             **{f"callbacks__{k}": v for k, v in self._prefixed_params("callbacks").items()},
         )
-
-    def _scoring_callbacks(self, valid):
-        """Early stopping, before the pruner so that it restores the best weights first."""
-        if not self.early_stopping:
-            return []
-        key, *scorers = self._validation_score
-        stopping = EarlyStopping(key, self.n_iter_no_change, self.tol)
-        return [*copy.deepcopy(scorers), ("early_stopping", stopping)]
 
     def _target_weights(self, y):
         """Per-sample weights that the targets imply (a classifier's ``class_weight``)."""

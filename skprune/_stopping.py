@@ -7,6 +7,7 @@ regressor), stops once the score has not improved by at least ``tol`` for
 epoch.
 """
 
+import copy
 import math
 
 import torch
@@ -14,7 +15,7 @@ from skorch.callbacks import Callback
 
 from .pruning import StopTraining
 
-__all__ = ["EarlyStopping", "check_stopping"]
+__all__ = ["EarlyStopping", "check_stopping", "stopping_callbacks"]
 
 
 class EarlyStopping(Callback):
@@ -88,3 +89,16 @@ def check_stopping(estimator, pruner, incremental):
             f"early_stopping=True cannot be combined with pruning={estimator.pruning!r}, "
             "which decides itself how long training lasts; set early_stopping=False."
         )
+
+
+def stopping_callbacks(estimator):
+    """``(name, callback)`` pairs of early stopping: the validation scorer and the stopper.
+
+    They go before the pruner, so that the best weights are restored before
+    its last act.
+    """
+    if not estimator.early_stopping:
+        return []
+    key, *scorers = estimator._validation_score
+    stopping = EarlyStopping(key, estimator.n_iter_no_change, estimator.tol)
+    return [*copy.deepcopy(scorers), ("early_stopping", stopping)]

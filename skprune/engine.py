@@ -233,10 +233,14 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
-    if train_stack([copy], X):
-        from ._checks import DivergenceCheck
+    train_stack([copy], X)
+    if net.error_key == "ce":  # what skorch's fit loop records for a classifier
+        net.classes_inferred_ = np.unique(y.cpu().numpy())
+    from ._checks import DivergenceCheck
 
-        DivergenceCheck().on_epoch_end(net)  # raises FloatingPointError, as in fit
+    # Non-finite numbers, or an exploded cross-entropy that stayed finite (an
+    # oversized lr): FloatingPointError, as skorch's loop raises it.
+    DivergenceCheck().on_epoch_end(net)
     return True
 
 

@@ -373,7 +373,10 @@ Neural network regressor trained for accuracy *and* sparsity.
         after :meth:`sparsify`), so that a sample's prediction does not depend
         on the other samples passed with it.
         """
-        y = _inference.predict_outputs(self, X) * self.target_scale_ + self.target_mean_
+        # Rounded to float32, the precision of the weights: the dense and the
+        # compacted forms (sparsify) then give the same values, not 1 ulp apart.
+        out = _inference.predict_outputs(self, X).astype(np.float32).astype(np.float64)
+        y = out * self.target_scale_ + self.target_mean_
         return y.ravel() if self._y_1d else y
 
 

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._candidate import CandidateFit
+from ._checks import check_params
 from ._objectives import (
     COMPLEXITIES,
     cv_objectives,
@@ -245,6 +246,7 @@ class ParetoSearchCV(BaseSearchCV):
         self : ParetoSearchCV
         """
         self._validate_params()
+        check_params(self)  # no bool where an int is asked (budget, search_epochs)
         self._check_search_params()
         estimator = self.estimator
         # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in

@@ -307,12 +307,17 @@ def test_candidate_fit_interrupt_while_caching_writes_nothing(blobs, tmp_path, m
 # -- divergence --------------------------------------------------------------
 
 
-def test_fit_divergence_raises_and_leaves_unfitted(digits):
+@pytest.mark.parametrize("loop", ["engine", "skorch"])
+def test_fit_divergence_raises_and_leaves_unfitted(digits, loop):
     X, _, y, _ = digits
-    # A callback keeps the fit on skorch's loop: the stacked engine checks
-    # only that numbers are finite, and at lr=1e6 they stay finite.
-    clf = SparseNetClassifier(lr=1e6, max_epochs=5, random_state=0, callbacks=[Callback()])
-    match = r"diverged at epoch 1: the training cross-entropy .* over 100·ln K .*lr=1000000\.0"
+    # At lr=1e6 every number stays finite; the cross-entropy explodes. A
+    # callback keeps the fit on skorch's loop, which checks every epoch.
+    callbacks = [Callback()] if loop == "skorch" else None
+    clf = SparseNetClassifier(lr=1e6, max_epochs=5, random_state=0, callbacks=callbacks)
+    epoch = 1 if loop == "skorch" else 5
+    match = (
+        rf"diverged at epoch {epoch}: the training cross-entropy .* over 100·ln K .*lr=1000000\.0"
+    )
     with pytest.raises(FloatingPointError, match=match):
         clf.fit(X, y)
     with pytest.raises(NotFittedError):
@@ -587,3 +592,22 @@ def test_search_loky_worker_interrupt_many_moments(tmp_path, reference, seed):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_search_loky_parent_interrupt_propagates(tmp_path, reference):
     _ctrl_c_and_resume(tmp_path, reference, 3000, n_jobs=2)  # while dispatching
+
+
+def test_search_rejects_a_bool_budget(digits):
+    X, _, y, _ = digits
+    with pytest.raises(TypeError, match="'budget' parameter of ParetoSearchCV must be an int"):
+        ParetoSearchCV(SparseNetClassifier(max_epochs=1), budget=True).fit(X, y)
+
+
+def test_threaded_fits_with_equal_seeds_are_equal(digits):
+    from joblib import Parallel, delayed
+
+    X, _, y, _ = digits
+
+    def fit(seed):
+        return SparseNetClassifier(max_epochs=2, random_state=seed).fit(X, y).predict_proba(X)
+
+    probas = Parallel(n_jobs=4, backend="threading")(delayed(fit)(s) for s in [0, 1, 0, 1])
+    np.testing.assert_array_equal(probas[0], probas[2])
+    np.testing.assert_array_equal(probas[1], probas[3])
