@@ -15,7 +15,7 @@ import joblib
 from sklearn.base import clone
 from sklearn.utils import get_tags
 
-__all__ = ["CandidateFit", "fit_key", "sparse_step"]
+__all__ = ["CandidateFit", "fit_key", "store", "sparse_step"]
 
 #: Parameters that change where or how loudly a fit runs, not its result.
 _NOT_IN_KEY = ("device", "verbose")
@@ -46,14 +46,18 @@ class CandidateFit:
     memory : str, path-like or None
         Folder of finished fits (``<key>.pkl``, see :func:`fit_key`); None
         fits every time.
+    prefit : dict or None
+        Fits a vectorised round trained (:mod:`skprune._vectorize`), by
+        :func:`fit_key`; shared by every clone, each takes its own out.
     """
 
-    def __init__(self, estimator, memory=None):
+    def __init__(self, estimator, memory=None, prefit=None):
         self.estimator = estimator
         self.memory = memory
+        self.prefit = prefit
 
     def __sklearn_clone__(self):
-        return CandidateFit(clone(self.estimator), self.memory)
+        return CandidateFit(clone(self.estimator), self.memory, self.prefit)
 
     def __sklearn_tags__(self):
         return get_tags(self.estimator)
@@ -66,27 +70,34 @@ class CandidateFit:
         return self
 
     def fit(self, X, y=None, **fit_params):
+        if self.prefit and (key := fit_key(self.estimator, X, y, fit_params)) in self.prefit:
+            self.estimator = self.prefit.pop(key)
+            return self
         if self.memory is None:
             self.estimator.fit(X, y, **fit_params)
             return self
-        folder = Path(self.memory)
-        path = folder / f"{fit_key(self.estimator, X, y, fit_params)}.pkl"
+        path = Path(self.memory) / f"{fit_key(self.estimator, X, y, fit_params)}.pkl"
         if path.exists():
             self.estimator = joblib.load(path)
             return self
         self.estimator.fit(X, y, **fit_params)
-        folder.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: an interruption never leaves half a file.
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.part")
-        joblib.dump(self.estimator, partial)
-        os.replace(partial, path)
+        store(path, self.estimator)
         return self
 
     def __getattr__(self, name):
         # Only reached for what the wrapper lacks: predict_proba, classes_, ...
-        if name.startswith("__") or name in ("estimator", "memory"):
+        if name.startswith("__") or name in ("estimator", "memory", "prefit"):
             raise AttributeError(name)
         return getattr(self.estimator, name)
+
+
+def store(path, estimator):
+    """Write a finished fit to the cache file ``path`` (``<memory>/<fit_key>.pkl``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: an interruption never leaves half a file.
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.part")
+    joblib.dump(estimator, partial)
+    os.replace(partial, path)
 
 
 def sparse_step(estimator):
