@@ -118,9 +118,10 @@ def vectorized(search, estimator, X, y, params):
     X, y = indexable(X, y)
     params = _check_method_params(X, params=params)
     fit_params = {k: v for k, v in params.items() if k != "groups"}
-    reason = None if search.vectorize is False else vectorize_reason(search, estimator, fit_params)
-    if search.vectorize is False or reason is not None:
-        if search.vectorize is True:
+    mode = search.vectorize if isinstance(search.vectorize, str) else bool(search.vectorize)
+    reason = None if mode is False else vectorize_reason(search, estimator, fit_params)
+    if mode is False or reason is not None:
+        if mode is True:
             warnings.warn(
                 f"ParetoSearchCV(vectorize=True) trains each (λ, fold) pair alone: {reason}.",
                 UserWarning,

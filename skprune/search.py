@@ -95,7 +95,7 @@ class ParetoSearchCV(BaseSearchCV):
         the same folder (after an interruption, or with a larger budget) loads
         them instead of training. None keeps nothing.
     vectorize : "auto" or bool, default="auto"
-        Train each round's (λ, fold) pairs together (:mod:`skprune._vectorize`):
+        Train each round's (λ, fold) pairs together (see :ref:`engine`):
         ``"auto"`` when the engine serves the settings; True: also, else warn
         and train each pair alone, as False does (``warm_start`` does that).
     devices : list of str or None, default=None

@@ -105,6 +105,12 @@ def test_vectorize_true_warns_why_it_falls_back(blobs_module, clf_params, search
     assert n_fits == len(LAMS) * 3
 
 
+def test_vectorize_numpy_false_trains_pair_by_pair(blobs_module):
+    with mock.patch("skprune._vectorize.train_stackable") as stacked:
+        assert _fit_counting(_search(np.False_, refit=False), *blobs_module) == len(LAMS) * 3
+    stacked.assert_not_called()
+
+
 def test_vectorize_uses_and_fills_memory(blobs_module, tmp_path):
     search = _search(True, memory=tmp_path, refit=False)
     _fit_counting(search, *blobs_module)
