@@ -32,6 +32,8 @@ bench: setup
 	$(PY) examples/benchmarks/knee_search_mnist.py --plot docs/_static/knee_search_mnist.png
 	$(PY) examples/benchmarks/controlled_density.py --plots docs/_static
 	$(PY) examples/benchmarks/bench_deploy.py --plot docs/_static/deploy_latency.png
+	$(PY) examples/benchmarks/bench_vectorize.py
+	$(PY) examples/benchmarks/bench_threads.py --threads 2
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -1,5 +1,6 @@
 """skprune: sparse neural networks in scikit-learn."""
 
+from ._threads import get_torch_threads, set_torch_threads
 from .engine import lambda_path
 from .estimators import SparseNetClassifier, SparseNetRegressor
 from .persistence import load, save
@@ -14,5 +15,7 @@ __all__ = [
     "lambda_path",
     "save",
     "load",
+    "set_torch_threads",
+    "get_torch_threads",
     "__version__",
 ]

@@ -28,6 +28,7 @@ from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
+from ._threads import torch_threads
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -180,7 +181,8 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
     def _guarded(self, train, *args):
         """Run ``train``; on any exception (``KeyboardInterrupt`` too) forget the fit."""
         try:
-            return train(*args)
+            with torch_threads():  # one thread by default: see skprune._threads
+                return train(*args)
         except BaseException:
             self._forget_fit()
             raise

@@ -21,7 +21,7 @@ from sklearn.base import clone
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["CandidateFit", "fit_key", "sparse_step", "check_memory"]
+__all__ = ["CandidateFit", "fit_key", "store", "sparse_step", "check_memory"]
 
 #: Parameters that change where or how loudly a fit runs, not its result.
 _NOT_IN_KEY = ("device", "verbose")
@@ -54,18 +54,23 @@ class CandidateFit:
     memory : str, path-like or None
         Folder of finished fits (``<key>.pkl``, see :func:`fit_key`); None
         fits every time.
+    prefit : dict or None
+        Fits a vectorised round trained (:mod:`skprune._vectorize`), by
+        :func:`fit_key`; shared by every clone, each takes its own out.
     """
 
-    def __init__(self, estimator, memory=None):
+    def __init__(self, estimator, memory=None, prefit=None):
         self.estimator = estimator
         # Checked here, before the search trains anything: a bad folder
         # would otherwise fail only when the first fit is written.
         self.memory = check_memory(memory)
+        self.prefit = prefit
 
     def __sklearn_clone__(self):
         # Bypasses __init__: the folder was checked when the search began.
         copy = object.__new__(CandidateFit)
         copy.estimator, copy.memory = clone(self.estimator), self.memory
+        copy.prefit = self.prefit
         return copy
 
     def __sklearn_tags__(self):
@@ -79,11 +84,13 @@ class CandidateFit:
         return self
 
     def fit(self, X, y=None, **fit_params):
+        if self.prefit and (key := fit_key(self.estimator, X, y, fit_params)) in self.prefit:
+            self.estimator = self.prefit.pop(key)
+            return self
         if self.memory is None:
             self.estimator.fit(X, y, **fit_params)
             return self
-        folder = Path(self.memory)
-        path = folder / f"{fit_key(self.estimator, X, y, fit_params)}.pkl"
+        path = Path(self.memory) / f"{fit_key(self.estimator, X, y, fit_params)}.pkl"
         if path.exists():
             cached = load_fit(path, type(self.estimator))
             if cached is not None:
@@ -92,13 +99,12 @@ class CandidateFit:
         # ``fit`` raises on an interruption or a divergence: only a finished
         # fit reaches the cache.
         self.estimator.fit(X, y, **fit_params)
-        folder.mkdir(parents=True, exist_ok=True)
-        dump_fit(self.estimator, path)
+        store(path, self.estimator)
         return self
 
     def __getattr__(self, name):
         # Only reached for what the wrapper lacks: predict_proba, classes_, ...
-        if name.startswith("__") or name in ("estimator", "memory"):
+        if name.startswith("__") or name in ("estimator", "memory", "prefit"):
             raise AttributeError(name)
         return getattr(self.estimator, name)
 
@@ -172,6 +178,12 @@ def load_fit(path, cls):
         )
         return None
     return estimator
+
+
+def store(path, estimator):
+    """Write a finished fit to the cache file ``path`` (``<memory>/<fit_key>.pkl``)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    dump_fit(estimator, Path(path))
 
 
 def sparse_step(estimator):

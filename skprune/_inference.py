@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ._threads import torch_threads
+
 __all__ = [
     "InferenceNet",
     "Op",
@@ -208,4 +210,5 @@ def predict_outputs(estimator, X):
     tensor = _fast_tensor(estimator, X)
     if tensor is None:
         tensor = estimator._validate_predict_data(X)
-    return forward_outputs(estimator.net_, tensor)
+    with torch_threads():
+        return forward_outputs(estimator.net_, tensor)

@@ -20,6 +20,7 @@ from .pareto import find_knee
 from .strategies import SearchResults
 
 __all__ = [
+    "print_progress",
     "COMPLEXITIES",
     "objective_scorer",
     "cv_objectives",
@@ -141,3 +142,15 @@ def knee_record(results, summary, scoring, rule_name, fold_lams):
         key = "accuracy" if "mean_test_accuracy" in results else "score"
         record["accuracy"] = float(results[f"mean_test_{key}"][knee])
     return record
+
+
+def print_progress(results, scoring, param_name, n_new, n_done, budget):
+    """One line per λ of the last ``n_new`` rows of ``results`` (``verbose > 0``)."""
+    loss, density, _ = cv_objectives(results, scoring)
+    lam = results[f"param_{param_name}"]
+    for j, row in enumerate(range(len(loss) - n_new, len(loss))):
+        print(
+            f"[ParetoSearchCV] {n_done + j + 1}/{budget} lam={float(lam[row]):.3g} "
+            f"loss={loss[row]:.4f} density={density[row]:.4f}",
+            flush=True,
+        )

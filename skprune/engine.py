@@ -40,6 +40,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import unstackable
+from ._threads import torch_threads
 from ._validation import resolve_device
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
@@ -47,6 +48,7 @@ from .regularizers import L0, L1, L2, L2L0
 __all__ = [
     "lambda_path",
     "fit_stacked",
+    "train_stackable",
     "fit_candidates",
     "train_net",
     "fit_net",
@@ -158,27 +160,39 @@ def fit_stacked(estimators, X, y, rows=None):
         The same objects, fitted.
     """
     rows = [None] * len(estimators) if rows is None else list(rows)
-    copies, own_rows = [], {}
-    for est, r in zip(estimators, rows):
-        copy = _prepare(est, X, y, r)
-        if copy is None:
+    done = train_stackable(estimators, X, y, rows)
+    for est, r, ok in zip(estimators, rows, done):
+        if not ok:
+            # Settings the engine does not serve, or a copy that diverged: its
+            # own fit (raising FloatingPointError, as the separate fit would).
             est.fit(*_rows(X, y, r))
-        else:
-            copies.append(copy)
-            own_rows[id(copy)] = r
-    if not copies:
-        return estimators
-    X_all = _full_tensor(copies[0], X)
-    diverged = set()
-    for group in _groups(copies):
-        diverged.update(id(group[k]) for k in train_stack(group, X_all))
-    for c in copies:
-        if id(c) in diverged:
-            # Its own fit raises FloatingPointError, as the separate fit would.
-            c.estimator.fit(*_rows(X, y, own_rows[id(c)]))
-        else:
-            _finish(c.estimator)
     return estimators
+
+
+@torch_threads()  # one thread by default: see skprune._threads
+def train_stackable(estimators, X, y, rows):
+    """Fit, in stacks, the estimators the engine serves; the others are left as they are.
+
+    Returns one bool per estimator: True if it is fitted, False if the engine
+    does not serve its settings or its copy diverged (then fit it yourself).
+    """
+    copies = {}
+    for i, (est, r) in enumerate(zip(estimators, rows)):
+        copy = _prepare(est, X, y, r)
+        if copy is not None:
+            copies[i] = copy
+    done = [False] * len(estimators)
+    if not copies:
+        return done
+    X_all = _full_tensor(next(iter(copies.values())), X)
+    diverged = set()
+    for group in _groups(list(copies.values())):
+        diverged.update(id(group[k]) for k in train_stack(group, X_all))
+    for i, c in copies.items():
+        if id(c) not in diverged:
+            _finish(c.estimator)
+            done[i] = True
+    return done
 
 
 def fit_candidates(estimator, X, y, candidates, folds):

@@ -16,10 +16,12 @@ from ._objectives import (
     cv_objectives,
     knee_record,
     objective_scorer,
+    print_progress,
     rank_up,
     standard_error,
     summarize,
 )
+from ._vectorize import vectorized
 from ._warm_start import add_warm_start, warm_folder
 from .registry import KNEE_RULES, STRATEGIES
 from .strategies import SearchStrategy
@@ -93,6 +95,10 @@ class ParetoSearchCV(BaseSearchCV):
         A folder keeping every finished (λ, fold) fit; a search run again with
         the same folder (after an interruption, or with a larger budget) loads
         them instead of training. None keeps nothing.
+    vectorize : "auto" or bool, default="auto"
+        Train each round's (λ, fold) pairs together (see :ref:`engine`):
+        ``"auto"`` when the engine serves the settings; True: also, else warn
+        and train each pair alone, as False does (``warm_start`` does that).
     devices : list of str or None, default=None
         Devices (``["cuda:0", "cuda:1"]``) given to the candidates in turn,
         through the estimator's ``device`` parameter. Use with ``n_jobs``.
@@ -183,6 +189,7 @@ class ParetoSearchCV(BaseSearchCV):
         "search_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
         "memory": [str, os.PathLike, None],
+        "vectorize": [StrOptions({"auto"}), "boolean"],
         "devices": [list, None],
         "scoring": [str, callable, None],
         "refit": ["boolean"],
@@ -202,6 +209,7 @@ class ParetoSearchCV(BaseSearchCV):
         search_epochs=None,
         warm_start=False,
         memory=None,
+        vectorize="auto",
         devices=None,
         cv=None,
         scoring=None,
@@ -233,6 +241,7 @@ class ParetoSearchCV(BaseSearchCV):
         self.search_epochs = search_epochs
         self.warm_start = warm_start
         self.memory = memory
+        self.vectorize = vectorize
         self.devices = devices
         self.random_state = random_state
 
@@ -249,15 +258,18 @@ class ParetoSearchCV(BaseSearchCV):
         check_params(self)  # no bool where an int is asked (budget, search_epochs)
         self._check_search_params()
         estimator = self.estimator
-        # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
-        # adds the on-disk cache and is put back as soon as the search ends.
-        self.estimator = CandidateFit(estimator, self.memory)
-        with warm_folder(self.warm_start, self.memory) as self._warm_folder:
+        with (
+            warm_folder(self.warm_start, self.memory) as self._warm_folder,
+            vectorized(self, estimator, X, y, params) as self._train_round,
+        ):
+            # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
+            # adds the on-disk cache (see _vectorize) and is put back at the end.
+            self.estimator = CandidateFit(estimator, *self._train_round.cache)
             try:
                 super().fit(X, y, **params)
             finally:
                 self.estimator = estimator
-                del self._warm_folder, self._strategy
+                del self._warm_folder, self._strategy, self._train_round
                 last_round = self.__dict__.pop("_round", None)
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
@@ -265,8 +277,7 @@ class ParetoSearchCV(BaseSearchCV):
         return self
 
     def _check_search_params(self):
-        names = self.estimator.get_params()
-        owner = type(self.estimator).__name__
+        names, owner = self.estimator.get_params(), type(self.estimator).__name__
         needs = {"param_name": self.param_name, **self._extra_keys()}
         for option, param in needs.items():
             if param not in names:
@@ -277,8 +288,8 @@ class ParetoSearchCV(BaseSearchCV):
                 )
         if self.devices is not None and not self.devices:
             raise ValueError("The 'devices' parameter of ParetoSearchCV must not be empty.")
-        strategy = self.strategy
-        strategy = STRATEGIES[strategy]() if isinstance(strategy, str) else clone(strategy)
+        spec = self.strategy
+        strategy = STRATEGIES[spec]() if isinstance(spec, str) else clone(spec)
         self._strategy = strategy.initialize(self.lambdas, self.budget, self.random_state)
 
     def _extra_keys(self):
@@ -305,8 +316,7 @@ class ParetoSearchCV(BaseSearchCV):
     def _run_search(self, evaluate_candidates):
         # Each round's front and knee are computed once, in _format_results.
         strategy, tried = self._strategy, []
-        budget = strategy.budget_
-        batch = strategy.first()
+        budget, batch = strategy.budget_, strategy.first()
         while True:
             batch = [lam for lam in dict.fromkeys(map(float, batch)) if lam not in tried]
             batch = batch[: budget - len(tried)]
@@ -332,19 +342,10 @@ class ParetoSearchCV(BaseSearchCV):
             key = extra["warm_start"]
             own = list(self.estimator.get_params()[key] or [])
             more = add_warm_start(candidates, done, self.param_name, key, own, self._warm_folder)
+        self._train_round(candidates)  # vectorize: the pairs trained together, into the cache
         results = evaluate_candidates(candidates, more_results=more)
         if self.verbose > 0:
-            self._print_progress(results, len(batch), n_done, budget)
-
-    def _print_progress(self, results, n_new, n_done, budget):
-        loss, density, _ = cv_objectives(results, self.scoring)
-        lam = results[f"param_{self.param_name}"]
-        for j, row in enumerate(range(len(loss) - n_new, len(loss))):
-            print(
-                f"[ParetoSearchCV] {n_done + j + 1}/{budget} lam={float(lam[row]):.3g} "
-                f"loss={loss[row]:.4f} density={density[row]:.4f}",
-                flush=True,
-            )
+            print_progress(results, self.scoring, self.param_name, len(batch), n_done, budget)
 
     # -- results --------------------------------------------------------------
 

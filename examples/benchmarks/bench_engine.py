@@ -38,7 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from skprune import SparseNetClassifier, lambda_path
+from skprune import SparseNetClassifier, lambda_path, set_torch_threads
 from skprune.datasets import mnist_10k_split
 
 LAM, TAU, LR, BATCH = 1e-4, 1e-3, 1e-3, 32
@@ -199,5 +199,6 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", default=None)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # the plain torch loop and MLPClassifier's BLAS
+    set_torch_threads(args.threads)  # skprune's fits (one thread by default)
     main(args.quick, args.rounds, args.plot)

@@ -1,0 +1,83 @@
+"""Torch's intra-op threads while skprune trains or predicts: one by default.
+
+The networks skprune trains are small: their operations are too short to
+split over threads, and the threads then compete with each other, with the
+``n_jobs`` workers of a search and with anything else on the machine (see
+the "Threads" section of the engine guide for the measured figures). So
+``fit``, ``partial_fit``, prediction and the engine run under
+``torch.set_num_threads(1)`` and restore the caller's setting afterwards.
+
+:func:`set_torch_threads` changes it for the process; the environment
+variable ``SKPRUNE_TORCH_THREADS`` sets it for processes started later
+(``n_jobs`` workers), as ``OMP_NUM_THREADS`` does for OpenMP.
+"""
+
+import os
+import threading
+from contextlib import contextmanager
+from numbers import Integral
+
+import torch
+
+__all__ = ["set_torch_threads", "get_torch_threads", "torch_threads"]
+
+_UNSET = object()
+_setting = {"n": _UNSET}
+_lock = threading.Lock()
+_active = {"depth": 0, "previous": None}
+
+
+def set_torch_threads(n):
+    """Set the number of torch threads skprune trains and predicts with.
+
+    Parameters
+    ----------
+    n : int >= 1 or None
+        Threads for every ``fit``, ``partial_fit``, prediction and
+        :func:`~skprune.lambda_path` of this process; None leaves torch's own
+        setting (``torch.get_num_threads()``) alone. The default is 1, or the
+        integer in the environment variable ``SKPRUNE_TORCH_THREADS``.
+
+    Examples
+    --------
+    >>> from skprune import set_torch_threads
+    >>> set_torch_threads(4)   # large networks, an idle machine
+    >>> set_torch_threads(1)   # back to the default
+    """
+    if n is not None and (not isinstance(n, Integral) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"The number of torch threads must be an int >= 1 or None. Got {n!r}.")
+    _setting["n"] = n
+
+
+def get_torch_threads():
+    """The threads skprune trains with: an int, or None for torch's own setting."""
+    n = _setting["n"]
+    if n is _UNSET:
+        return int(os.environ.get("SKPRUNE_TORCH_THREADS", 1))
+    return n
+
+
+@contextmanager
+def torch_threads():
+    """Run the block with :func:`get_torch_threads` threads; restore the caller's after.
+
+    Nested and concurrent blocks (threading backends) share one setting: the
+    first to enter saves the caller's value, the last to leave restores it,
+    also when the block raises.
+    """
+    n = get_torch_threads()
+    if n is None:
+        yield
+        return
+    with _lock:
+        if _active["depth"] == 0:
+            _active["previous"] = torch.get_num_threads()
+        _active["depth"] += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _lock:
+            _active["depth"] -= 1
+            if _active["depth"] == 0:
+                torch.set_num_threads(_active["previous"])
