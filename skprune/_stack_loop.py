@@ -188,6 +188,9 @@ def _pad(tensors, length, device):
 
 def per_copy_penalty(reg, weights):
     """Ω of each copy, shape (K,): the regularizer's own ``penalty`` on its slices."""
+    terms = [reg.terms(w) for w in weights]
+    if terms[0] is not None:  # Ω a sum of elementwise terms: one reduction per tensor
+        return sum(t.flatten(1).sum(1) for t in terms)
     if weights[0].shape[0] == 1:
         return torch.as_tensor(reg.penalty([w[0] for w in weights])).reshape(1)
     return torch.func.vmap(lambda *ws: torch.as_tensor(reg.penalty(list(ws))))(*weights)

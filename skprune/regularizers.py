@@ -49,6 +49,14 @@ class Regularizer(Callback, ABC):
         """∂Ω/∂w of one tensor in closed form; ``None`` lets autograd differentiate Ω."""
         return None
 
+    def terms(self, w):
+        """Ω's elementwise terms of one tensor when Ω is their sum, else ``None``.
+
+        With them the stacked engine (:mod:`skprune.engine`) takes Ω of each of
+        its copies with one reduction per tensor.
+        """
+        return None
+
     @property
     def analytic(self):
         """Whether :meth:`grad` is implemented (else autograd differentiates Ω)."""
@@ -110,7 +118,10 @@ class L1(Regularizer):
     """
 
     def penalty(self, weights):
-        return sum(w.detach().abs().sum() for w in weights)
+        return sum(self.terms(w).sum() for w in weights)
+
+    def terms(self, w):
+        return w.detach().abs()
 
     def grad(self, w):
         return torch.sign(w.detach())
@@ -133,7 +144,10 @@ class L2(Regularizer):
     """
 
     def penalty(self, weights):
-        return sum(0.5 * w.detach().square().sum() for w in weights)
+        return sum(self.terms(w).sum() for w in weights)
+
+    def terms(self, w):
+        return 0.5 * w.detach().square()
 
     def grad(self, w):
         return w.detach().clone()
@@ -150,7 +164,11 @@ def smooth_l0(w, beta):
     >>> round(float(smooth_l0(torch.tensor([0.0, 1.0, -1.0]), beta=2.0)), 4)
     1.7293
     """
-    return (1.0 - torch.exp(-beta * w.detach().abs())).sum()
+    return _smooth_l0_terms(w, beta).sum()
+
+
+def _smooth_l0_terms(w, beta):
+    return 1.0 - torch.exp(-beta * w.detach().abs())
 
 
 def smooth_l0_grad(w, beta):
@@ -208,6 +226,9 @@ class L0(Regularizer):
     def penalty(self, weights):
         return sum(smooth_l0(w, self.beta) for w in weights)
 
+    def terms(self, w):
+        return _smooth_l0_terms(w, self.beta)
+
     def grad(self, w):
         return smooth_l0_grad(w, self.beta)
 
@@ -249,9 +270,10 @@ class L2L0(Regularizer):
         return super().initialize()
 
     def penalty(self, weights):
-        return sum(
-            0.5 * self.alpha * w.detach().square().sum() + smooth_l0(w, self.beta) for w in weights
-        )
+        return sum(self.terms(w).sum() for w in weights)
+
+    def terms(self, w):
+        return 0.5 * self.alpha * w.detach().square() + _smooth_l0_terms(w, self.beta)
 
     def grad(self, w):
         return self.alpha * w.detach() + smooth_l0_grad(w, self.beta)

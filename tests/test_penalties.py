@@ -117,3 +117,10 @@ def test_unknown_regularizer_parameter_raises(blobs):
     X, y = blobs
     with pytest.raises(ValueError, match="regularizer__beta"):
         SparseNetClassifier(regularizer="l2", regularizer__beta=3.0, max_epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize("reg", [L1(), L2(), L0(beta=4.0), L2L0(alpha=2.0, beta=4.0)])
+def test_penalty_is_the_sum_of_its_elementwise_terms(reg):
+    w = torch.tensor([[0.3, -0.7], [1.5, 0.0]])
+    assert float(reg.terms(w).sum()) == pytest.approx(float(reg.penalty([w])))
+    assert reg.terms(w).shape == w.shape
