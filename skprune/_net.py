@@ -74,8 +74,8 @@ class _SparseTraining:
     ----------
     module, criterion, optimizer, ... :
         As for :class:`skorch.NeuralNet`.
-    regularizer : object or None, default=None
-        Follows the protocol of :mod:`skprune.regularizers`.
+    regularizer : Regularizer or None, default=None
+        Ω, a :class:`skprune.regularizers.Regularizer`.
     lam : float, default=0.0
         λ ∈ [0, 1).
     regularized_layers : {"dense", "all"} or list of str, default="dense"
