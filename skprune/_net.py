@@ -236,29 +236,11 @@ class _SparseTraining:
         weight = self.train_sample_weight if training else None
         return TensorBatches(X, y, batch_size, training, generator, sample_weight=weight)
 
-    def forward_float64(self, X):
-        """The module's outputs for the tensor ``X``, as a float64 ndarray.
-
-        In float32 a sample's outputs change in their last bits with the other
-        samples of its batch, so predictions would depend on how the data are
-        split; they come from a float64 form of the module made once (see
-        :mod:`skprune._inference`), compacted after ``sparsify()``.
-        """
-        from ._inference import forward_outputs
-
-        return forward_outputs(self, X)
-
 
 class SparseNet(_SparseTraining, NeuralNetClassifier):
     """The skorch net of :class:`~skprune.SparseNetClassifier`: E is the cross-entropy."""
 
     error_key = "ce"
-
-    def predict_proba_float64(self, X):
-        """Class probabilities (ndarray) from :meth:`forward_float64`."""
-        from ._inference import softmax
-
-        return softmax(self.forward_float64(X))
 
 
 class SparseNetRegression(_SparseTraining, NeuralNetRegressor):

@@ -153,14 +153,12 @@ def _collect(estimator):
             tensors[f"attr.{name}"] = torch.from_numpy(np.ascontiguousarray(value))
         else:
             attributes[name] = _encode(value, name)
-    classes = getattr(estimator, "classes_", None)
     doc = {
         "estimator": _class_path(type(estimator)),
         "params": {k: _encode(v, k) for k, v in estimator.get_params(deep=False).items()},
         "attributes": attributes,
         "history": _history(estimator),
         "state": state,
-        "n_outputs": len(classes) if classes is not None else getattr(estimator, "n_outputs_", 1),
         "sparsified": is_sparsified(estimator),
     }
     return doc, tensors
