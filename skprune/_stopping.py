@@ -13,7 +13,7 @@ import math
 import torch
 from skorch.callbacks import Callback
 
-from .pruning import StopTraining
+from .pruning import module_state, stop_before_epoch
 
 __all__ = ["EarlyStopping", "check_stopping", "stopping_callbacks"]
 
@@ -46,11 +46,8 @@ class EarlyStopping(Callback):
         return self
 
     def on_epoch_begin(self, net, **kwargs):
-        # Stopping here, not at the end of the last epoch, lets every callback
-        # record that epoch first.
         if self.wait_ >= self.n_iter_no_change:
-            net.history.pop()  # the row skorch opened for an epoch that will not run
-            raise StopTraining
+            stop_before_epoch(net)
 
     def on_epoch_end(self, net, **kwargs):
         score = float(net.history[-1, self.score_key])
@@ -59,7 +56,7 @@ class EarlyStopping(Callback):
         self.wait_ = self.wait_ + 1 if score < self.best_score_ + self.tol else 0
         if score > self.best_score_:
             self.best_score_ = score
-            self.best_state_ = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+            self.best_state_ = module_state(net)
 
     @torch.no_grad()
     def on_train_end(self, net, **kwargs):

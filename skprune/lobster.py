@@ -23,7 +23,7 @@ It ends when a pruning stage prunes nothing (or ``max_epochs`` is spent).
 
 import torch
 
-from .pruning import Pruner, StopTraining, apply_masks_
+from .pruning import Pruner, apply_masks_, module_state, stop_before_epoch
 from .regularizers import Regularizer
 
 __all__ = [
@@ -184,8 +184,7 @@ class LobsterPruning(Pruner):
 
     def on_epoch_begin(self, net, **kwargs):
         if self.done_:
-            net.history.pop()  # the row skorch opened for an epoch that will not run
-            raise StopTraining
+            stop_before_epoch(net)
 
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
         self.epochs_ += 1
@@ -199,7 +198,7 @@ class LobsterPruning(Pruner):
 
     def _remember(self, net, loss):
         self.best_loss_, self.wait_ = loss, 0
-        self.best_state_ = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+        self.best_state_ = module_state(net)
 
     def _pruning_stage(self, net, dataset):
         """Prune N̂ with the largest admissible T; returns how many weights it pruned."""

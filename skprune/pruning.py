@@ -9,7 +9,15 @@ zero whatever momentum or Adam moments they carry.
 import torch
 from skorch.callbacks import Callback
 
-__all__ = ["soft_threshold_", "apply_masks_", "Pruner", "ThresholdPruning", "StopTraining"]
+__all__ = [
+    "soft_threshold_",
+    "apply_masks_",
+    "Pruner",
+    "ThresholdPruning",
+    "StopTraining",
+    "stop_before_epoch",
+    "module_state",
+]
 
 
 class StopTraining(Exception):
@@ -18,6 +26,21 @@ class StopTraining(Exception):
     :class:`~skprune._net.SparseNet` catches it, finishes the fit as if the
     last epoch had been the last one, and lets ``KeyboardInterrupt`` through.
     """
+
+
+def stop_before_epoch(net):
+    """End training in ``on_epoch_begin``, before the epoch skorch has just opened.
+
+    Stopping here rather than at the end of the last epoch lets every callback
+    record that epoch first.
+    """
+    net.history.pop()  # the row skorch opened for an epoch that will not run
+    raise StopTraining
+
+
+def module_state(net):
+    """A copy of ``net.module_``'s state, to restore the best network later."""
+    return {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
 
 
 @torch.no_grad()
