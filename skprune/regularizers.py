@@ -14,7 +14,16 @@ from numbers import Real
 import torch
 from skorch.callbacks import Callback
 
-__all__ = ["Regularizer", "L1", "L2", "L0", "L2L0", "smooth_l0", "smooth_l0_grad"]
+__all__ = [
+    "Regularizer",
+    "ElementwiseRegularizer",
+    "L1",
+    "L2",
+    "L0",
+    "L2L0",
+    "smooth_l0",
+    "smooth_l0_grad",
+]
 
 
 class Regularizer(Callback, ABC):
@@ -102,7 +111,21 @@ class Regularizer(Callback, ABC):
         """
 
 
-class L1(Regularizer):
+class ElementwiseRegularizer(Regularizer):
+    """A Ω that is the sum of elementwise terms: subclasses implement :meth:`terms`.
+
+    :meth:`penalty` sums them; the stacked engine reduces them per copy.
+    """
+
+    @abstractmethod
+    def terms(self, w):
+        """Ω's term of every entry of the tensor ``w`` (same shape as ``w``)."""
+
+    def penalty(self, weights):
+        return sum(self.terms(w).sum() for w in weights)
+
+
+class L1(ElementwiseRegularizer):
     r"""ℓ1 complexity :math:`Ω_{\ell_1}(w) = \sum_i |w_i|` (Reiners eq. 4).
 
     Its gradient is the subgradient :math:`\operatorname{sign}(w)`, taken as 0 at
@@ -117,9 +140,6 @@ class L1(Regularizer):
     tensor([ 1.,  0., -1.])
     """
 
-    def penalty(self, weights):
-        return sum(self.terms(w).sum() for w in weights)
-
     def terms(self, w):
         return w.detach().abs()
 
@@ -127,7 +147,7 @@ class L1(Regularizer):
         return torch.sign(w.detach())
 
 
-class L2(Regularizer):
+class L2(ElementwiseRegularizer):
     r"""ℓ2 complexity :math:`Ω_{\ell_2}(w) = \tfrac12 \sum_i w_i^2` (Reiners eq. 3).
 
     Its gradient is :math:`w` itself: weight decay, whose pull on a weight
@@ -142,9 +162,6 @@ class L2(Regularizer):
     >>> L2().grad(torch.tensor([3.0, 0.0, -0.1]))
     tensor([ 3.0000,  0.0000, -0.1000])
     """
-
-    def penalty(self, weights):
-        return sum(self.terms(w).sum() for w in weights)
 
     def terms(self, w):
         return 0.5 * w.detach().square()
@@ -195,7 +212,7 @@ def _check_positive(owner, name, value):
         )
 
 
-class L0(Regularizer):
+class L0(ElementwiseRegularizer):
     r"""Smooth ℓ0 complexity :math:`Ω(w) = \sum_j 1 - e^{-β|w_j|}` (Oliveira eq. 11).
 
     Training on ``(1 − λ)·E + λ·Ω`` gives the update of Oliveira eq. (14), with
@@ -223,9 +240,6 @@ class L0(Regularizer):
         _check_positive(self, "beta", self.beta)
         return super().initialize()
 
-    def penalty(self, weights):
-        return sum(smooth_l0(w, self.beta) for w in weights)
-
     def terms(self, w):
         return _smooth_l0_terms(w, self.beta)
 
@@ -233,7 +247,7 @@ class L0(Regularizer):
         return smooth_l0_grad(w, self.beta)
 
 
-class L2L0(Regularizer):
+class L2L0(ElementwiseRegularizer):
     r"""Combined ℓ2 + smooth ℓ0 complexity (Oliveira eq. 15).
 
     .. math:: Ω(w) = \frac{α}{2} \sum_j w_j^2 + \sum_j \left(1 - e^{-β|w_j|}\right)
@@ -268,9 +282,6 @@ class L2L0(Regularizer):
         _check_positive(self, "alpha", self.alpha)
         _check_positive(self, "beta", self.beta)
         return super().initialize()
-
-    def penalty(self, weights):
-        return sum(self.terms(w).sum() for w in weights)
 
     def terms(self, w):
         return 0.5 * self.alpha * w.detach().square() + _smooth_l0_terms(w, self.beta)
