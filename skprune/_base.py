@@ -28,7 +28,7 @@ from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
-from ._threads import torch_threads
+from ._threads import flush_denormals, torch_threads
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -181,7 +181,8 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
     def _guarded(self, train, *args):
         """Run ``train``; on any exception (``KeyboardInterrupt`` too) forget the fit."""
         try:
-            with torch_threads():  # one thread by default: see skprune._threads
+            # One thread by default and denormals flushed: see skprune._threads.
+            with torch_threads(), flush_denormals():
                 return train(*args)
         except BaseException:
             self._forget_fit()

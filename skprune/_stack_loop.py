@@ -219,10 +219,11 @@ def _record_epoch(copies, reg, weights, names, plan, losses, ces, start):
         history = c.net.history
         history.new_epoch()
         history.record("epoch", len(history))
-        for value, count in zip(batch_losses[k], batch_counts[k]):
-            history.new_batch()
-            history.record_batch("train_loss", value)
-            history.record_batch("train_batch_size", int(count))
+        # The batch rows new_batch and record_batch would write, built at once.
+        history[-1]["batches"] = [
+            {"train_loss": value, "train_batch_size": int(count)}
+            for value, count in zip(batch_losses[k], batch_counts[k])
+        ]
         best = min((e["train_loss"] for e in history[-2:-1]), default=float("inf"))
         n_nonzero = sum(nz[k] for nz in nonzero)
         record = {

@@ -19,7 +19,7 @@ from numbers import Integral
 
 import torch
 
-__all__ = ["set_torch_threads", "get_torch_threads", "torch_threads"]
+__all__ = ["set_torch_threads", "get_torch_threads", "torch_threads", "flush_denormals"]
 
 _UNSET = object()
 _setting = {"n": _UNSET}
@@ -81,3 +81,31 @@ def torch_threads():
             _active["depth"] -= 1
             if _active["depth"] == 0:
                 torch.set_num_threads(_active["previous"])
+
+
+def _flushing():
+    """Whether this thread flushes denormal floats to zero now (probed: torch has no getter)."""
+    return float(torch.tensor([1e-38]) * 0.25) == 0.0
+
+
+@contextmanager
+def flush_denormals():
+    """Train with denormal floats flushed to zero on this thread; restore the setting after.
+
+    Adam's moments of a weight whose gradient is exactly 0 (a pruned weight
+    on an input that is always 0, such as the border pixels of digits) decay
+    by β each step into the denormal range (below 1.2e-38 in float32), where
+    every CPU operation on them is many times slower: a 16-λ stack on digits
+    took twice as long per epoch from epoch 13 on. Flushed, those numbers
+    become 0; an update they would have made is below 1e-30. TensorFlow
+    flushes denormals by default for the same reason. CPU only (no effect
+    on CUDA, which keeps its own setting).
+    """
+    before = _flushing()
+    if not before:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if not before:
+            torch.set_flush_denormal(False)

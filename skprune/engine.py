@@ -40,7 +40,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import unstackable
-from ._threads import torch_threads
+from ._threads import flush_denormals, torch_threads
 from ._validation import resolve_device
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
@@ -169,7 +169,8 @@ def fit_stacked(estimators, X, y, rows=None):
     return estimators
 
 
-@torch_threads()  # one thread by default: see skprune._threads
+@torch_threads()  # one thread by default, denormals flushed: see skprune._threads
+@flush_denormals()
 def train_stackable(estimators, X, y, rows):
     """Fit, in stacks, the estimators the engine serves; the others are left as they are.
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from skprune import SparseNetClassifier, lambda_path
 from skprune._stack_loop import train_stack
-from skprune._stacked import cross_entropy_grad, unstackable
+from skprune._stacked import StackedLeNet5, cross_entropy_grad, stack_modules, unstackable
 from skprune.engine import _prepare, fit_candidates, fit_net, fit_stacked, unstackable_reason
 
 LAMS = [0.0, 1e-4, 1e-3, 1e-2]
@@ -162,6 +162,25 @@ def test_cross_entropy_grad_matches_autograd():
     (ref * scale).sum().backward()
     torch.testing.assert_close(ce, ref.detach())
     torch.testing.assert_close(grad, logits.grad)
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 12), (3, 14, 11)])
+def test_stacked_lenet5_matches_each_module(shape):
+    from skprune.models import LeNet5
+
+    torch.manual_seed(0)
+    modules = [LeNet5(4, shape) for _ in range(3)]
+    stack = stack_modules(modules)
+    assert type(stack) is StackedLeNet5
+    x, grad = torch.randn(3, 5, *shape), torch.randn(3, 4, 5)  # grad: class-major
+    logits = stack.forward(x.flatten(2))  # flat rows, as LeNet5 accepts them
+    stack.backward(grad)
+    for k, module in enumerate(modules):
+        out = module(x[k])
+        out.backward(grad[k].T)
+        torch.testing.assert_close(logits[k], out.detach().T)
+        for name, p in module.named_parameters():
+            torch.testing.assert_close(stack.params[name].grad[k], p.grad, atol=1e-5, rtol=1e-4)
 
 
 def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit):

@@ -96,3 +96,42 @@ def test_torch_threads_environment_variable(monkeypatch, caller_threads):
 def test_set_torch_threads_rejects_bad_values(n):
     with pytest.raises(ValueError, match="number of torch threads must be an int >= 1 or None"):
         set_torch_threads(n)
+
+
+class _Flushing(torch.nn.Module):
+    """A linear model that records, at every forward, whether denormals are flushed."""
+
+    def __init__(self, n_features=2, n_classes=2):
+        super().__init__()
+        self.layer1 = torch.nn.Linear(n_features, n_classes)
+
+    def forward(self, x):
+        _SEEN.append(_threads._flushing())
+        return self.layer1(x)
+
+
+@pytest.mark.parametrize("engine", [True, False])
+def test_training_flushes_denormals_and_restores(blobs, monkeypatch, engine):
+    _SEEN.clear()
+    if not engine:  # skorch's loop
+        monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
+    X, y = blobs
+    clf = SparseNetClassifier(
+        _Flushing, module__n_features=X.shape[1], module__n_classes=len(set(y)), max_epochs=1
+    )
+    clf.fit(X, y)
+    lambda_path(clf, X, y, [1e-4])
+    assert _SEEN and all(_SEEN) and not _threads._flushing()
+    # A denormal float32 survives outside training.
+    assert float(torch.tensor([1e-38]) * 0.25) > 0
+
+
+def test_flush_denormals_keeps_the_callers_flushing():
+    torch.set_flush_denormal(True)
+    try:
+        with _threads.flush_denormals():
+            assert _threads._flushing()
+        assert _threads._flushing()
+    finally:
+        torch.set_flush_denormal(False)
+    assert not _threads._flushing()
