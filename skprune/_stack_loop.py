@@ -53,8 +53,9 @@ def train_stack(copies, X):
         idx, labels = plan.epoch_order(generators)
         losses, ces = [], []
         for cols, scale, weight in plan.batches:
-            xb = X.index_select(0, idx[:, cols].reshape(-1))
-            xb = xb.view(len(copies), -1, *X.shape[1:])
+            # (K, B, …), or (1, B, …) when every copy draws the same rows.
+            xb = X.index_select(0, idx[: plan.n_inputs, cols].reshape(-1))
+            xb = xb.view(plan.n_inputs, -1, *X.shape[1:])
             logits = model.forward(xb)
             ce_rows, grad = cross_entropy_grad(logits, labels[:, cols], scale)
             ce = ce_rows.mean(1) if weight is None else (ce_rows * weight).sum(1)
@@ -84,7 +85,9 @@ class _BatchPlan:
     """Each copy's batches: its rows in its own random order, in slices of ``batch_size``.
 
     Copies share the number of batches; a copy with fewer rows has a shorter
-    last batch, padded to the others' length with rows of weight 0.
+    last batch, padded to the others' length with rows of weight 0. Copies
+    with the same rows and seed (a λ path with an int ``random_state``) draw
+    the same batches: ``n_inputs`` is then 1, and the stack reads one batch.
     """
 
     def __init__(self, copies, batch_size, lam):
@@ -93,6 +96,10 @@ class _BatchPlan:
         n_max = int(sizes.max())
         device = lam.device
         self.rows = _pad([c.rows for c in copies], n_max, device)
+        same = all(c.seed == copies[0].seed for c in copies) and bool(
+            (self.rows == self.rows[:1]).all()
+        )
+        self.n_inputs = 1 if same else len(copies)
         self.y = _pad([c.y for c in copies], n_max, device)
         ragged = len(set(self.sizes)) > 1
         self.batches, self.counts = [], []
@@ -109,7 +116,10 @@ class _BatchPlan:
 
     def epoch_order(self, generators):
         """``(row indices, labels)``, each (K, n_max): the epoch's batches side by side."""
-        perms = [torch.randperm(n, generator=g) for n, g in zip(self.sizes, generators)]
+        if self.n_inputs == 1:  # the same permutation for every copy: draw it once
+            perms = [torch.randperm(self.sizes[0], generator=generators[0])] * len(self.sizes)
+        else:
+            perms = [torch.randperm(n, generator=g) for n, g in zip(self.sizes, generators)]
         pos = _pad(perms, self.rows.shape[1], self.rows.device)
         return self.rows.gather(1, pos), self.y.gather(1, pos)
 

@@ -118,28 +118,44 @@ class StackedMLP:
         ]
 
     def forward(self, x):
-        """Class-major logits (K, C, B) of inputs (K, B, …); keeps what backward needs."""
-        h = x.flatten(2)
-        self._inputs = []
-        for w, b in self._layers[:-1]:
-            self._inputs.append(h)
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)).relu_()
-        self._inputs.append(h)
-        w, b = self._layers[-1]
-        return torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2))
+        """Class-major logits (K, C, B) of inputs (K, B, …), or (1, B, …) shared by all copies.
+
+        Activations are feature-major, (K, features, B), as the logits: every
+        matmul then reads its operands in the layout BLAS prefers. Keeps what
+        ``backward`` needs.
+        """
+        self._x = x = x.flatten(2)
+        w, b = self._layers[0]
+        shared = x.shape[0] < w.shape[0]
+        if shared:  # one batch for every copy: one matmul for all of them
+            n_out, n_in = w.shape[0] * w.shape[1], w.shape[2]
+            h = torch.addmm(b.view(n_out, 1), w.view(n_out, n_in), x[0].T)
+            h = h.view(*w.shape[:2], -1)
+        else:
+            h = torch.baddbmm(b.unsqueeze(2), w, x.transpose(1, 2))
+        self._hidden = []
+        for w, b in self._layers[1:]:
+            self._hidden.append(h.relu_())
+            h = torch.baddbmm(b.unsqueeze(2), w, h)
+        return h
 
     def backward(self, grad):
         """Write ∂/∂p of the loss whose logit gradient is ``grad`` (K, C, B) into ``p.grad``."""
-        grad = grad.transpose(1, 2)
-        for i in reversed(range(self.n_layers)):
-            w, b = self._layers[i]
-            h = self._inputs[i]
-            torch.bmm(grad.transpose(1, 2), h, out=w.grad)
-            torch.sum(grad, dim=1, out=b.grad)
-            if i:
-                # ReLU's backward: h is the layer's output after the ReLU.
-                grad = torch.ops.aten.threshold_backward(torch.bmm(grad, w), h, 0)
-        self._inputs = None
+        for (w, b), h in zip(self._layers[:0:-1], self._hidden[::-1]):
+            torch.bmm(grad, h.transpose(1, 2), out=w.grad)
+            torch.sum(grad, dim=2, out=b.grad)
+            # ReLU's backward: h is the layer's input, the previous layer's output after ReLU.
+            grad = torch.bmm(w.transpose(1, 2), grad)
+            torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
+        w, b = self._layers[0]
+        x = self._x
+        if x.shape[0] < w.shape[0]:
+            n_out, n_in = w.shape[0] * w.shape[1], w.shape[2]
+            torch.mm(grad.reshape(n_out, -1), x[0], out=w.grad.view(n_out, n_in))
+        else:
+            torch.bmm(grad, x, out=w.grad)
+        torch.sum(grad, dim=2, out=b.grad)
+        self._x = self._hidden = None
 
 
 class _AutogradStack:
@@ -150,8 +166,9 @@ class _AutogradStack:
         self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
 
     def forward(self, x):
-        """Class-major logits (K, C, B) of inputs (K, B, …)."""
-        self._logits = self._logits_of(x)
+        """Class-major logits (K, C, B) of inputs (K, B, …), or (1, B, …) shared by all copies."""
+        n_copies = next(iter(self.params.values())).shape[0]
+        self._logits = self._logits_of(x.expand(n_copies, *x.shape[1:]))
         return self._logits.detach().transpose(1, 2).contiguous()
 
     def backward(self, grad):

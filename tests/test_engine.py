@@ -96,6 +96,15 @@ def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit):
     assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
+def test_fit_stacked_copies_with_their_own_seeds_equal_separate_fits(data, skorch_fit):
+    # Same rows, different seeds: each copy draws its own batches (no shared input).
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, lam=1e-3)
+    estimators = [clone(est).set_params(random_state=seed) for seed in (0, 1, 2)]
+    fit_stacked(estimators, X, y)
+    assert _max_weight_gap(estimators, _separate(estimators, X, y)) <= 1e-4
+
+
 def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit):
     X, y = data
     rows = [np.arange(100), np.arange(40)]
