@@ -2,8 +2,7 @@
 
 Every parameter of the K copies becomes one tensor with a leading copy axis
 (shape ``(K, *shape)``), so one kernel does the work of K: a ``Linear`` layer
-becomes ``torch.baddbmm`` on ``(K, batch, in)``, a convolution becomes the
-grouped convolution that ``torch.func.vmap`` makes of it. Two forms:
+becomes one batched matmul, a convolution one grouped convolution. Three forms:
 
 * :class:`StackedMLP` — the built-in ``"mlp"``/``"lenet300"``: forward and
   backward written out (two batched matmuls and a sum per layer), no autograd
@@ -14,9 +13,10 @@ grouped convolution that ``torch.func.vmap`` makes of it. Two forms:
 * :class:`FuncStack` — any other module that ``torch.func`` can stack (user
   modules): ``vmap(functional_call)`` and autograd.
 
-Both take the gradient of the loss with respect to the logits (known in closed
-form for the cross-entropy, see :func:`cross_entropy_grad`) and leave
-``∂/∂p`` in ``p.grad`` of every stacked parameter.
+Each takes a batch of shape (K, B, …), or (1, B, …) when every copy reads
+the same rows, then the gradient of the loss with respect to the logits
+(known in closed form for the cross-entropy, see :func:`cross_entropy_grad`),
+and leaves ``∂/∂p`` in ``p.grad`` of every stacked parameter.
 """
 
 import torch
@@ -126,8 +126,7 @@ class StackedMLP:
         """
         self._x = x = x.flatten(2)
         w, b = self._layers[0]
-        shared = x.shape[0] < w.shape[0]
-        if shared:  # one batch for every copy: one matmul for all of them
+        if x.shape[0] < w.shape[0]:  # one batch for every copy: one matmul for all of them
             n_out, n_in = w.shape[0] * w.shape[1], w.shape[2]
             h = torch.addmm(b.view(n_out, 1), w.view(n_out, n_in), x[0].T)
             h = h.view(*w.shape[:2], -1)

@@ -99,7 +99,9 @@ def flush_denormals():
     took twice as long per epoch from epoch 13 on. Flushed, those numbers
     become 0; an update they would have made is below 1e-30. TensorFlow
     flushes denormals by default for the same reason. CPU only (no effect
-    on CUDA, which keeps its own setting).
+    on CUDA, which keeps its own setting); the setting is per thread, so with
+    more than one torch thread (:func:`set_torch_threads`) only the work done
+    on the calling thread is flushed.
     """
     before = _flushing()
     if not before:
