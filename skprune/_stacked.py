@@ -105,7 +105,6 @@ class StackedMLP:
 
     def __init__(self, modules):
         first = modules[0]
-        self.n_layers = first.n_layers
         self.params = {
             name: torch.stack([dict(m.named_parameters())[name].detach() for m in modules])
             for name, _ in first.named_parameters()
@@ -114,7 +113,7 @@ class StackedMLP:
             p.grad = torch.zeros_like(p)
         self._layers = [
             (self.params[f"layer{i}.weight"], self.params[f"layer{i}.bias"])
-            for i in range(1, self.n_layers + 1)
+            for i in range(1, first.n_layers + 1)
         ]
 
     def forward(self, x):
