@@ -2,8 +2,8 @@
 
 Mirrors, step for step, what a single :class:`~skprune.SparseNetClassifier`
 fit does through skorch (prune before training; per epoch one ``randperm`` of
-each copy's rows; per batch forward, ``(1 − λ)·E + λ·Ω`` with Ω's analytic
-gradient, optimiser step, batchwise pruning; epochwise pruning; the history
+each copy's rows; per batch forward, ``(1 − λ)·E + λ·Ω`` with E's and Ω's
+analytic gradients, optimiser step, batchwise pruning; epochwise pruning; the history
 records; prune after training), for all copies at once.
 """
 
@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ._stacked import cross_entropy_grad, stack_modules
+from ._stacked import error_grad, stack_modules
 
 __all__ = ["train_stack"]
 
@@ -25,6 +25,7 @@ def train_stack(copies, X):
     own: the others train on unharmed).
     """
     est, net = copies[0].estimator, copies[0].net
+    rows_error = error_grad(est._criterion)  # E's rows and gradient, in closed form
     finite = torch.ones(len(copies), dtype=torch.bool)
     model = stack_modules([c.net.module_ for c in copies])
     reg = net.regularizer
@@ -50,19 +51,19 @@ def train_stack(copies, X):
         prune()
     for _ in range(net.max_epochs):
         start = time.perf_counter()
-        idx, labels = plan.epoch_order(generators)
-        losses, ces = [], []
+        idx, targets = plan.epoch_order(generators)
+        losses, errors = [], []
         for cols, scale, weight in plan.batches:
             # (K, B, …), or (1, B, …) when every copy draws the same rows.
             xb = X.index_select(0, idx[: plan.n_inputs, cols].reshape(-1))
             xb = xb.view(plan.n_inputs, -1, *X.shape[1:])
             logits = model.forward(xb)
-            ce_rows, grad = cross_entropy_grad(logits, labels[:, cols], scale)
-            ce = ce_rows.mean(1) if weight is None else (ce_rows * weight).sum(1)
-            loss = ce
+            error_rows, grad = rows_error(logits, targets[:, cols], scale)
+            error = error_rows.mean(1) if weight is None else (error_rows * weight).sum(1)
+            loss = error
             if penalized:
                 omega = per_copy_penalty(reg, reg_weights)
-                loss = (1 - lam) * ce + lam * omega
+                loss = (1 - lam) * error + lam * omega
             model.backward(grad)
             if penalized:
                 _add_penalty_grad(reg, reg_weights, lam)
@@ -70,10 +71,10 @@ def train_stack(copies, X):
             if pruning == "batch":
                 prune()
             losses.append(loss)
-            ces.append(ce)
+            errors.append(error)
         if pruning == "epoch":
             prune()
-        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, ces, start)
+        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
         finite &= _finite(model, losses)
     if pruning is not None:
         prune()
@@ -115,13 +116,14 @@ class _BatchPlan:
             self.counts.append(counts)
 
     def epoch_order(self, generators):
-        """``(row indices, labels)``, each (K, n_max): the epoch's batches side by side."""
+        """``(row indices (K, n_max), targets (K, n_max, …))``: the epoch's batches side by side."""
         if self.n_inputs == 1:  # the same permutation for every copy: draw it once
             perms = [torch.randperm(self.sizes[0], generator=generators[0])] * len(self.sizes)
         else:
             perms = [torch.randperm(n, generator=g) for n, g in zip(self.sizes, generators)]
         pos = _pad(perms, self.rows.shape[1], self.rows.device)
-        return self.rows.gather(1, pos), self.y.gather(1, pos)
+        y_pos = pos.view(*pos.shape, *[1] * (self.y.dim() - 2)).expand_as(self.y)
+        return self.rows.gather(1, pos), self.y.gather(1, y_pos)
 
 
 def _fast_step(optimizer):
@@ -187,10 +189,10 @@ def _finite(model, losses):
 
 
 def _pad(tensors, length, device):
-    """Stack 1-d tensors into (K, length), padding with each one's first entry."""
+    """Stack tensors (n_k, …) into (K, length, …), padding with each one's first row."""
     if all(len(t) == length for t in tensors):
         return torch.stack([t.to(device) for t in tensors])
-    out = torch.stack([t[:1].to(device).expand(length).clone() for t in tensors])
+    out = torch.stack([t[:1].to(device).expand(length, *t.shape[1:]).clone() for t in tensors])
     for k, t in enumerate(tensors):
         out[k, : len(t)] = t
     return out
@@ -214,12 +216,13 @@ def _add_penalty_grad(reg, weights, lam):
 
 
 @torch.no_grad()
-def _record_epoch(copies, reg, weights, names, plan, losses, ces, start):
+def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
     """Write the epoch's history entries of every copy, as skorch and SparsityHistory do."""
     counts = torch.stack(plan.counts).cpu()
-    losses, ces = torch.stack(losses).cpu().double(), torch.stack(ces).cpu().double()
+    losses, errors = torch.stack(losses).cpu().double(), torch.stack(errors).cpu().double()
     mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
-    mean_ce = ((ces * counts).sum(0) / counts.sum(0)).tolist()
+    mean_error = ((errors * counts).sum(0) / counts.sum(0)).tolist()
+    error_key = copies[0].net.error_key  # "ce" or "mse"
     penalty = per_copy_penalty(reg, weights).tolist() if reg is not None and weights else None
     nonzero = [torch.count_nonzero(w, dim=tuple(range(1, w.dim()))).tolist() for w in weights]
     sizes = [w[0].numel() for w in weights]
@@ -241,7 +244,7 @@ def _record_epoch(copies, reg, weights, names, plan, losses, ces, start):
             "train_loss": mean_loss[k],
             "train_loss_best": mean_loss[k] < best,
             "dur": dur,
-            "ce": mean_ce[k],
+            error_key: mean_error[k],
             "penalty": penalty[k] if penalty is not None else 0.0,
             "n_nonzero": n_nonzero,
             "density": n_nonzero / sum(sizes) if sizes else 1.0,

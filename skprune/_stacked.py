@@ -30,6 +30,8 @@ __all__ = [
     "FuncStack",
     "stack_modules",
     "cross_entropy_grad",
+    "squared_error_grad",
+    "error_grad",
     "unstackable",
 ]
 
@@ -92,6 +94,43 @@ def cross_entropy_grad(logits, y, scale):
     grad.scatter_add_(1, target, torch.full_like(target, -1.0, dtype=grad.dtype))
     grad.mul_(scale.unsqueeze(1))
     return ce, grad
+
+
+def squared_error_grad(outputs, y, scale):
+    """Per-row squared error and its gradient with respect to the outputs.
+
+    The regressor's E is :class:`torch.nn.MSELoss`: the mean over the rows
+    and the C output columns. For copy k and row i of weight ``scale[k, i]``
+    (as in :func:`cross_entropy_grad`),
+    ``∂((1 − λ_k)·E_k)/∂z_ki = scale_ki · 2·(z_ki − y_ki)/C``.
+
+    Parameters
+    ----------
+    outputs : tensor of shape (K, C, B)
+    y : tensor of shape (K, B, C)
+    scale : tensor of shape (K, 1) or (K, B)
+
+    Returns
+    -------
+    error : tensor of shape (K, B)
+        The rows' squared errors, each the mean over the C columns.
+    grad : tensor of shape (K, C, B)
+
+    Examples
+    --------
+    >>> z = torch.tensor([[[1.0], [3.0]]])
+    >>> error, grad = squared_error_grad(z, torch.tensor([[[0.0, 1.0]]]), torch.tensor([[1.0]]))
+    >>> float(error), grad.flatten().tolist()
+    (2.5, [1.0, 2.0])
+    """
+    diff = outputs - y.transpose(1, 2)
+    error = diff.square().mean(1)
+    return error, diff.mul_(scale.unsqueeze(1) * (2.0 / diff.shape[1]))
+
+
+def error_grad(criterion):
+    """The function computing E's rows and gradient for ``criterion``, or None."""
+    return {nn.CrossEntropyLoss: cross_entropy_grad, nn.MSELoss: squared_error_grad}.get(criterion)
 
 
 class StackedMLP:

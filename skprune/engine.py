@@ -2,7 +2,8 @@
 
 A small network leaves the machine idle: most of a training step is per-op
 overhead that every separately trained copy pays again. The engine trains K
-copies of :class:`~skprune.SparseNetClassifier` — each with its own λ, initial
+copies of a :class:`~skprune.SparseNetClassifier` or
+:class:`~skprune.SparseNetRegressor` — each with its own λ, initial
 weights (from its own seed), batch order, optimiser state and pruning — as one
 stacked model (:mod:`skprune._stacked`), so that one kernel does the work of K.
 
@@ -14,7 +15,9 @@ Each copy equals, to float tolerance on the CPU, the separate fit
   that seed, so that the initial weights are the same;
 * its batches come from its own ``torch.Generator`` seeded with that seed, one
   ``randperm`` per epoch, as :class:`~skprune._net.TensorBatches` draws them;
-* the loss is ``(1 − λ_k)·E_k + λ_k·Ω``, with Ω's gradient ``regularizer.grad``
+* the loss is ``(1 − λ_k)·E_k + λ_k·Ω``, with E the cross-entropy or the
+  mean squared error (their gradients in closed form,
+  :func:`~skprune._stacked.error_grad`) and Ω's gradient ``regularizer.grad``
   (elementwise), the optimiser is the same torch optimiser run on the stacked
   tensors (its update is elementwise, fused Adam included), and threshold
   pruning acts at the same points (before training, after every batch or
@@ -23,7 +26,7 @@ Each copy equals, to float tolerance on the CPU, the separate fit
 Copies may train on different rows (cross-validation folds): each has its own
 index tensor into the shared ``X``. Copies that take the same number of
 batches per epoch share a stack; a shorter last batch is padded and its
-padding rows get weight 0 in the cross-entropy. Copies whose number of batches
+padding rows get weight 0 in E. Copies whose number of batches
 differs, or whose settings other than ``lam`` and ``random_state`` differ,
 train in separate stacks. Settings the engine does not serve
 (:func:`unstackable_reason`) fall back to a plain ``fit``.
@@ -39,7 +42,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 
 from ._data import cuda_indices
 from ._stack_loop import train_stack
-from ._stacked import unstackable
+from ._stacked import error_grad, unstackable
 from ._threads import flush_denormals, torch_threads
 from ._validation import resolve_device
 from .pruning import ThresholdPruning
@@ -62,15 +65,16 @@ _REGULARIZERS = (L1, L2, L0, L2L0)
 def unstackable_reason(estimator, parts=None):
     """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
 
-    Served: :class:`~skprune.SparseNetClassifier` with the regularizer ℓ1, ℓ2,
+    Served: :class:`~skprune.SparseNetClassifier` and
+    :class:`~skprune.SparseNetRegressor` with the regularizer ℓ1, ℓ2,
     ℓ0, ℓ2+ℓ0 or None; threshold pruning (``"auto"``, ``"batch"``,
     ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
     no ``lr_schedule``, no validation split, no extra callbacks,
     ``verbose=0``; a module without dropout or batch normalisation (checked
     once it is built). ``parts`` are the estimator's built parts, when known.
     """
-    if getattr(estimator, "_criterion", None) is not torch.nn.CrossEntropyLoss:
-        return f"{type(estimator).__name__} is not trained on the cross-entropy"
+    if error_grad(getattr(estimator, "_criterion", None)) is None:
+        return f"{type(estimator).__name__} is trained on neither the cross-entropy nor the MSE"
     regularizer, pruner, (optimizer, _) = parts or estimator._build_parts("cpu")
     if not issubclass(optimizer, _OPTIMIZERS):
         return f"optimizer={estimator.optimizer!r} is not SGD, Adam or RMSprop"
@@ -114,16 +118,18 @@ def lambda_path(estimator, X, y, lams):
 
     Parameters
     ----------
-    estimator : SparseNetClassifier
-        Unfitted template; cloned, not changed.
+    estimator : SparseNetClassifier or SparseNetRegressor
+        Unfitted template; cloned, not changed. (For a pipeline, transform
+        ``X`` first, or search λ with :class:`~skprune.ParetoSearchCV`, which
+        takes one.)
     X : array-like of shape (n_samples, n_features) or (n, C, H, W)
-    y : array-like of shape (n_samples,)
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     lams : iterable of float
         The λ values, each in [0, 1).
 
     Returns
     -------
-    estimators : list of SparseNetClassifier
+    estimators : list of estimators
         Fitted, in the order of ``lams``.
 
     Examples
@@ -136,6 +142,12 @@ def lambda_path(estimator, X, y, lams):
     >>> path[0].density_ > path[1].density_
     True
     """
+    if "lam" not in estimator.get_params(deep=False):
+        raise TypeError(
+            f"lambda_path needs an estimator with a parameter lam (SparseNetClassifier, "
+            f"SparseNetRegressor), got estimator={type(estimator).__name__}. For a pipeline, "
+            "transform X first, or use ParetoSearchCV(pipeline, param_name='<step>__lam')."
+        )
     estimators = [clone(estimator).set_params(lam=float(lam)) for lam in lams]
     return fit_stacked(estimators, X, y)
 
@@ -145,7 +157,7 @@ def fit_stacked(estimators, X, y, rows=None):
 
     Parameters
     ----------
-    estimators : list of SparseNetClassifier
+    estimators : list of SparseNetClassifier or SparseNetRegressor
         Unfitted; they may differ in ``lam`` and ``random_state`` within a stack
         (estimators differing in anything else train in separate stacks).
     X, y : array-like
@@ -201,7 +213,7 @@ def fit_candidates(estimator, X, y, candidates, folds):
 
     Parameters
     ----------
-    estimator : SparseNetClassifier
+    estimator : SparseNetClassifier or SparseNetRegressor
         Unfitted template; cloned for every pair.
     X, y : array-like
     candidates : list of dict
@@ -261,7 +273,7 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
 
 # -- the estimator's own fit, split in the parts the engine reuses ------------
 #
-# These are the only places that reach into SparseNetClassifier's fit.
+# These are the only places that reach into the estimators' fit.
 
 
 def _rows(X, y, rows):
@@ -320,13 +332,19 @@ def _groups(copies):
         key = (
             type(est),
             repr(sorted(params.items(), key=lambda kv: kv[0])),
-            tuple(est.classes_.tolist()),
+            _target_shape(est),
             est._input_shape,
             str(c.rows.device),
             n_batches,
         )
         groups.setdefault(key, []).append(c)
     return list(groups.values())
+
+
+def _target_shape(est):
+    """What a copy's output layer is sized by: the classes, or the number of targets."""
+    classes = getattr(est, "classes_", None)
+    return tuple(classes.tolist()) if classes is not None else est.n_outputs_
 
 
 def _finish(est):

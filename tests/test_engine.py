@@ -5,11 +5,18 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import KFold
+from sklearn.pipeline import make_pipeline
 from torch import nn
 
-from skprune import SparseNetClassifier, lambda_path
+from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path
 from skprune._stack_loop import train_stack
-from skprune._stacked import StackedLeNet5, cross_entropy_grad, stack_modules, unstackable
+from skprune._stacked import (
+    StackedLeNet5,
+    cross_entropy_grad,
+    squared_error_grad,
+    stack_modules,
+    unstackable,
+)
 from skprune.engine import _prepare, fit_candidates, fit_net, fit_stacked, unstackable_reason
 
 LAMS = [0.0, 1e-4, 1e-3, 1e-2]
@@ -232,13 +239,41 @@ def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
     assert not calls
 
 
-def test_regressor_falls_back_to_its_own_fit(data):
-    from skprune import SparseNetRegressor
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_regressor_lambda_path_and_folds_equal_separate_fits(data, n_outputs, skorch_fit):
+    X, _ = data
+    X = X[:101]  # folds of 67 and 68 rows: a shorter last batch, padded
+    y = X[:, :n_outputs] * 3.0 + X[:, 3:4] - 1.0
+    y = y.ravel() if n_outputs == 1 else y
+    est = SparseNetRegressor(max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
+    path = lambda_path(est, X, y, LAMS)
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
+    assert _max_weight_gap(path, separate) <= 1e-4
+    for p, s in zip(path, separate):
+        for key in ("train_loss", "mse", "penalty", "density"):
+            np.testing.assert_allclose(p.history_[:, key], s.history_[:, key], rtol=1e-4)
+        np.testing.assert_allclose(p.predict(X), s.predict(X), atol=1e-4)
+    folds = [train for train, _ in KFold(3).split(X)]
+    estimators = [clone(est) for _ in folds]
+    fit_stacked(estimators, X, y, folds)
+    assert _max_weight_gap(estimators, _separate(estimators, X, y, folds)) <= 1e-4
 
-    X, y = data
-    assert "cross-entropy" in unstackable_reason(SparseNetRegressor())
-    path = lambda_path(SparseNetRegressor(max_epochs=1, random_state=0), X, y * 1.0, [1e-4, 1e-3])
-    assert [p.lam for p in path] == [1e-4, 1e-3] and path[0].predict(X).shape == (len(X),)
+
+def test_squared_error_grad_matches_autograd():
+    torch.manual_seed(0)
+    outputs = torch.randn(3, 2, 5, requires_grad=True)  # (K, C, B)
+    y = torch.randn(3, 5, 2)
+    scale = torch.tensor([[0.5], [1.0], [0.2]])
+    error, grad = squared_error_grad(outputs.detach(), y, scale)
+    ref = nn.functional.mse_loss(outputs.transpose(1, 2), y, reduction="none").mean(2)
+    (ref * scale).sum().backward()
+    torch.testing.assert_close(error, ref.detach())
+    torch.testing.assert_close(grad, outputs.grad)
+
+
+def test_lambda_path_names_what_it_needs():
+    with pytest.raises(TypeError, match="estimator=Pipeline"):
+        lambda_path(make_pipeline(SparseNetClassifier()), np.ones((4, 2)), [0, 1, 0, 1], [1e-3])
 
 
 def test_fit_candidates_orders_pairs_as_base_search_cv(data):

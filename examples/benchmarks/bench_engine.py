@@ -8,15 +8,17 @@ single fits with a plain PyTorch loop and scikit-learn's ``MLPClassifier``:
 
 * ``lambda_path``: the time of ``lambda_path`` with K λ values over the time
   of one ``fit`` (which trains through the engine with K = 1) — the MLP
-  64-100-10 on digits (Adam, batch 32, ℓ1, batchwise pruning) and LeNet-5 on
-  2,000 MNIST-10k images; in brackets, over K times one fit through skorch's
+  64-100-10 on digits (Adam, batch 32, ℓ1, batchwise pruning), the
+  ``SparseNetRegressor`` MLP 10-100-1 on diabetes (same settings) and LeNet-5
+  on 2,000 MNIST-10k images; in brackets, over K times one fit through skorch's
   loop (the engine turned off: the path every fit took before it);
 * equivalence: the largest weight difference between ``lambda_path`` of 4 λ
   and the 4 separate fits (2 epochs on digits);
 * ``single``: one fit on digits and breast cancer (MLP with 100 hidden units,
   Adam, batch 32) — dense (no regulariser, no pruning) against
   ``MLPClassifier`` (``alpha=0``, no early stop) and a plain torch loop; ℓ1
-  with batchwise pruning against a plain torch loop doing the same work.
+  with batchwise pruning against a plain torch loop doing the same work; and
+  a dense ``SparseNetRegressor`` against ``MLPRegressor`` on diabetes.
 
 Times are wall-clock, one thread (``--threads``), rounds interleaved; the table
 gives the median over rounds of each ratio.
@@ -33,12 +35,12 @@ from unittest import mock
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
-from skprune import SparseNetClassifier, lambda_path, set_torch_threads
+from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path, set_torch_threads
 from skprune.datasets import mnist_10k_split
 
 LAM, TAU, LR, BATCH = 1e-4, 1e-3, 1e-3, 32
@@ -137,27 +139,44 @@ def single_ratios(X, y, epochs, rounds):
     return {name: statistics.median(v[1:]) for name, v in out.items()}
 
 
+def regression_ratio(X, y, epochs, rounds):
+    """Median ratio of one dense ``SparseNetRegressor`` fit over ``MLPRegressor``'s."""
+    dense = SparseNetRegressor(regularizer=None, pruning=None, max_epochs=epochs, random_state=0)
+    sk = MLPRegressor(
+        hidden_layer_sizes=(100,), alpha=0.0, batch_size=BATCH, learning_rate_init=LR,
+        max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, random_state=0,
+    )  # fmt: skip
+    ratios = [
+        _timed(lambda: dense.fit(X, y)) / _timed(lambda: sk.fit(X, y)) for _ in range(rounds + 1)
+    ]
+    return {"dense/MLPRegressor": statistics.median(ratios[1:])}  # the first round warms up
+
+
 def _datasets(quick):
     X, y = load_digits(return_X_y=True)
     digits = ((X / 16).astype(np.float32), y)
     X, y = load_breast_cancer(return_X_y=True)
     cancer = (StandardScaler().fit_transform(X).astype(np.float32), y)
+    X, y = load_diabetes(return_X_y=True)
+    diabetes = (StandardScaler().fit_transform(X).astype(np.float32), y)
     X, _, y, _ = mnist_10k_split()
     n = 500 if quick else 2000
-    return digits, cancer, (X[:n], y[:n])
+    return digits, cancer, diabetes, (X[:n], y[:n])
 
 
 def main(quick=False, rounds=3, plot=None):
     warnings.simplefilter("ignore", (ConvergenceWarning, UserWarning))
-    digits, cancer, mnist = _datasets(quick)
+    digits, cancer, diabetes, mnist = _datasets(quick)
     print(f"lambda_path of 4 λ vs 4 separate fits, digits, 2 epochs: max |Δw| = "
           f"{equivalence(*digits):.1e}")  # fmt: skip
     ks = (1, 4, 16) if quick else (1, 4, 16, 48)
     mlp_epochs, lenet_epochs = (3, 1) if quick else (20, 3)
     mlp = SparseNetClassifier(lam=LAM, max_epochs=mlp_epochs, random_state=0)
+    regressor = SparseNetRegressor(lam=LAM, max_epochs=mlp_epochs, random_state=0)
     lenet = SparseNetClassifier("lenet5", lam=LAM, max_epochs=lenet_epochs, random_state=0)
     paths = {
         f"MLP digits, {mlp_epochs} epochs": path_ratios(mlp, *digits, ks, rounds),
+        f"MLP regressor diabetes, {mlp_epochs} ep.": path_ratios(regressor, *diabetes, ks, rounds),
         f"LeNet-5 MNIST {len(mnist[0])}, {lenet_epochs} ep.": path_ratios(
             lenet, *mnist, ks, rounds
         ),
@@ -170,6 +189,8 @@ def main(quick=False, rounds=3, plot=None):
     for name, data in (("digits", digits), ("breast cancer", cancer)):
         ratios = single_ratios(*data, mlp_epochs, rounds)
         print(f"single fit, {name:14s} " + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    ratios = regression_ratio(*diabetes, mlp_epochs, rounds)
+    print(f"single fit, {'diabetes':14s} " + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     if plot:
         _plot(paths, ks, plot)
     return paths
