@@ -96,9 +96,9 @@ class ParetoSearchCV(BaseSearchCV):
         the same folder (after an interruption, or with a larger budget) loads
         them instead of training. None keeps nothing.
     vectorize : "auto" or bool, default="auto"
-        Train each round's (λ, fold) pairs together (see :ref:`engine`):
-        ``"auto"`` when the engine serves the settings; True: also, else warn
-        and train each pair alone, as False does (``warm_start`` does that).
+        Train each round's (λ, fold) pairs together (see :ref:`engine`; a
+        pipeline's last step too): ``"auto"`` when the engine serves the
+        settings; True: also, else warn and train each pair alone, as False does.
     devices : list of str or None, default=None
         Devices (``["cuda:0", "cuda:1"]``) given to the candidates in turn,
         through the estimator's ``device`` parameter. Use with ``n_jobs``.

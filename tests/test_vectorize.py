@@ -5,9 +5,13 @@ from unittest import mock
 import joblib
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skprune import ParetoSearchCV, SparseNetClassifier, engine
-from skprune._vectorize import vectorize_reason
+from skprune._vectorize import _train, vectorize_reason
 
 LAMS = [1e-4, 1e-3, 1e-2, 5e-2]
 
@@ -103,6 +107,58 @@ def test_vectorize_true_warns_why_it_falls_back(blobs_module, clf_params, search
     with pytest.warns(UserWarning, match=f"vectorize=True\\) trains each .* alone: {match}"):
         n_fits = _fit_counting(search, *blobs_module, quiet=False)
     assert n_fits == len(LAMS) * 3
+
+
+def _scaled_pipeline(transform_output="default"):
+    scaler = StandardScaler().set_output(transform=transform_output)
+    return make_pipeline(scaler, SparseNetClassifier(max_epochs=3, random_state=0))
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_vectorize_pipeline_fits_its_steps_per_fold_and_stacks_the_networks(
+    blobs_module, vectorize
+):
+    X, y = blobs_module
+    X = X * 10 + 5  # the scaler changes what the networks see
+    search = _search(vectorize, _scaled_pipeline(), param_name="sparsenetclassifier__lam")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "trains each pair alone"
+        n_fits = _fit_counting(search, X, y)
+    assert n_fits == (1 if vectorize else 1 + len(LAMS) * 3)  # the refit, and the pairs
+    if vectorize:
+        reference = _search(False, _scaled_pipeline(), param_name="sparsenetclassifier__lam")
+        _fit_counting(reference, X, y)
+        assert np.allclose(_objectives(search), _objectives(reference), rtol=1e-4, atol=1e-5)
+        assert search.knee_["lam"] == reference.knee_["lam"]
+
+
+def test_vectorize_pipeline_gives_each_fit_its_own_fold_steps(blobs_module):
+    X, y = blobs_module
+    folds = [train for train, _ in KFold(3).split(X)]
+    stack = [
+        (clone(_scaled_pipeline()).set_params(sparsenetclassifier__lam=lam), train, (lam, f))
+        for lam in (1e-4, 1e-2)
+        for f, train in enumerate(folds)
+    ]
+    fits = _train(stack, X, y, memory=None, keep=True)
+    for (lam, f), pipe in fits.items():
+        own = clone(_scaled_pipeline()).set_params(sparsenetclassifier__lam=lam)
+        own.fit(X[folds[f]], y[folds[f]])
+        np.testing.assert_allclose(pipe[0].mean_, own[0].mean_)
+        np.testing.assert_allclose(pipe.predict_proba(X), own.predict_proba(X), atol=1e-4)
+    assert fits[(1e-4, 0)][0] is not fits[(1e-2, 0)][0]  # copies, not one shared scaler
+
+
+def test_vectorize_pipeline_with_dataframe_output_trains_pair_by_pair(blobs_module):
+    pytest.importorskip("pandas")
+    search = _search(True, _scaled_pipeline("pandas"), param_name="sparsenetclassifier__lam")
+    assert _fit_counting(search, *blobs_module) == 1 + len(LAMS) * 3
+
+
+def test_vectorize_pipeline_searching_another_step_falls_back(blobs_module):
+    pipe = make_pipeline(StandardScaler(), SparseNetClassifier())
+    search = _search(True, pipe, param_name="standardscaler__with_mean")
+    assert "is not the lam of the last step" in vectorize_reason(search, pipe, {})
 
 
 def test_vectorize_numpy_false_trains_pair_by_pair(blobs_module):
