@@ -1,10 +1,11 @@
 """The training loop of :mod:`skprune.engine`: one stack of K copies.
 
-Mirrors, step for step, what a single :class:`~skprune.SparseNetClassifier`
-fit does through skorch (prune before training; per epoch one ``randperm`` of
+Mirrors, step for step, what a single fit of a
+:class:`~skprune.SparseNetClassifier` or :class:`~skprune.SparseNetRegressor`
+does through skorch (prune before training; per epoch one ``randperm`` of
 each copy's rows; per batch forward, ``(1 − λ)·E + λ·Ω`` with E's and Ω's
-analytic gradients, optimiser step, batchwise pruning; epochwise pruning; the history
-records; prune after training), for all copies at once.
+analytic gradients, optimiser step, batchwise pruning; epochwise pruning; the
+history records; prune after training), for all copies at once.
 """
 
 import time

@@ -26,9 +26,9 @@ Each copy equals, to float tolerance on the CPU, the separate fit
 Copies may train on different rows (cross-validation folds): each has its own
 index tensor into the shared ``X``. Copies that take the same number of
 batches per epoch share a stack; a shorter last batch is padded and its
-padding rows get weight 0 in E. Copies whose number of batches
-differs, or whose settings other than ``lam`` and ``random_state`` differ,
-train in separate stacks. Settings the engine does not serve
+padding rows get weight 0 in E. Copies whose number of batches differs, or
+whose settings other than ``lam`` and ``random_state`` differ, train in
+separate stacks. Settings the engine does not serve
 (:func:`unstackable_reason`) fall back to a plain ``fit``.
 """
 

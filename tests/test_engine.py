@@ -240,12 +240,12 @@ def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
 
 
 @pytest.mark.parametrize("n_outputs", [1, 2])
-def test_regressor_lambda_path_and_folds_equal_separate_fits(data, n_outputs, skorch_fit):
+def test_regressor_lambda_path_and_folds_equal_separate_fits(data, n_outputs, device, skorch_fit):
     X, _ = data
     X = X[:101]  # folds of 67 and 68 rows: a shorter last batch, padded
     y = X[:, :n_outputs] * 3.0 + X[:, 3:4] - 1.0
     y = y.ravel() if n_outputs == 1 else y
-    est = SparseNetRegressor(max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
+    est = SparseNetRegressor(max_epochs=2, batch_size=16, random_state=0, device=device)
     path = lambda_path(est, X, y, LAMS)
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
     assert _max_weight_gap(path, separate) <= 1e-4
