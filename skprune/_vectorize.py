@@ -19,13 +19,11 @@ costs a pickling per fit (about 0.05 s for a 20-epoch digits MLP, its history
 included).
 
 A pipeline whose last step is the network (``StandardScaler`` then
-``SparseNetClassifier``) is trained the same way: its earlier steps are fitted
-once per fold, as the pipeline's own ``fit`` fits them, the folds' transformed
-rows are stacked one after the other, and each (λ, fold) network indexes its
-fold's block; each pipeline then gets its own copy of its fold's fitted steps.
+``SparseNetClassifier``) is trained the same way: the engine fits its earlier
+steps once per fold and stacks the networks (see
+:func:`~skprune.engine.train_stackable`).
 """
 
-import copy
 import shutil
 import tempfile
 import warnings
@@ -111,52 +109,12 @@ def _train(stack, X, y, memory, keep=False):
     if not stack:
         return {}
     estimators, rows, keys = zip(*stack)
-    if isinstance(estimators[0], Pipeline):
-        done = _train_pipelines(estimators, X, y, rows)
-    else:
-        done = train_stackable(estimators, X, y, rows)
+    done = train_stackable(estimators, X, y, rows)
     fits = {key: est for est, key, ok in zip(estimators, keys, done) if ok}
     if memory is not None:
         for key, est in fits.items():
             store(Path(memory) / f"{key}.pkl", est)
     return fits if keep else {}
-
-
-def _train_pipelines(pipelines, X, y, rows):
-    """Fit each pipeline on its rows: earlier steps once per fold, the networks stacked.
-
-    Returns one bool per pipeline, as :func:`~skprune.engine.train_stackable`
-    does; a fold whose transformed ``X`` is not an array (a sparse matrix, a
-    DataFrame) is left to the pipelines' own fits.
-    """
-    folds = [np.asarray(r).tobytes() for r in rows]
-    blocks = {}  # fold -> (its fitted earlier steps, its rows in the stacked X) or None
-    Xs, ys, start = [], [], 0
-    for pipe, r, fold in zip(pipelines, rows, folds):
-        if fold in blocks:
-            continue
-        X_fold, y_fold = _safe_indexing(X, r), _safe_indexing(y, r)
-        steps = clone(pipe[:-1])
-        Xt = steps.fit_transform(X_fold, y_fold)  # as Pipeline.fit transforms for its last step
-        blocks[fold] = None
-        if type(Xt) is np.ndarray:
-            blocks[fold] = steps, np.arange(start, start + len(Xt))
-            Xs.append(Xt), ys.append(np.asarray(y_fold))
-            start += len(Xt)
-    served = [k for k, fold in enumerate(folds) if blocks[fold] is not None]
-    done = [False] * len(pipelines)
-    if not served:
-        return done
-    nets = [pipelines[k][-1] for k in served]
-    fitted = train_stackable(
-        nets, np.concatenate(Xs), np.concatenate(ys), [blocks[folds[k]][1] for k in served]
-    )
-    for k, ok in zip(served, fitted):
-        if ok:  # the pipeline's own copy of its fold's fitted steps, then its network
-            steps = copy.deepcopy(blocks[folds[k]][0])
-            pipelines[k].steps = [*steps.steps, pipelines[k].steps[-1]]
-            done[k] = True
-    return done
 
 
 @contextmanager

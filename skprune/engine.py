@@ -33,12 +33,15 @@ separate stacks. Settings the engine does not serve
 """
 
 import math
+from copy import deepcopy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils.validation import _num_samples
 
 from ._data import cuda_indices
 from ._stack_loop import train_stack
@@ -118,10 +121,10 @@ def lambda_path(estimator, X, y, lams):
 
     Parameters
     ----------
-    estimator : SparseNetClassifier or SparseNetRegressor
-        Unfitted template; cloned, not changed. (For a pipeline, transform
-        ``X`` first, or search λ with :class:`~skprune.ParetoSearchCV`, which
-        takes one.)
+    estimator : SparseNetClassifier, SparseNetRegressor or Pipeline
+        Unfitted template; cloned, not changed. A pipeline's last step is
+        the network whose ``lam`` is set; its earlier steps are fitted once,
+        and each fitted pipeline gets its own copy of them.
     X : array-like of shape (n_samples, n_features) or (n, C, H, W)
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     lams : iterable of float
@@ -142,13 +145,14 @@ def lambda_path(estimator, X, y, lams):
     >>> path[0].density_ > path[1].density_
     True
     """
-    if "lam" not in estimator.get_params(deep=False):
+    last = estimator.steps[-1] if isinstance(estimator, Pipeline) else (None, estimator)
+    if "lam" not in last[1].get_params(deep=False):
         raise TypeError(
-            f"lambda_path needs an estimator with a parameter lam (SparseNetClassifier, "
-            f"SparseNetRegressor), got estimator={type(estimator).__name__}. For a pipeline, "
-            "transform X first, or use ParetoSearchCV(pipeline, param_name='<step>__lam')."
+            "lambda_path needs a SparseNetClassifier or SparseNetRegressor, or a Pipeline "
+            f"ending in one; got {type(last[1]).__name__}, which has no parameter lam."
         )
-    estimators = [clone(estimator).set_params(lam=float(lam)) for lam in lams]
+    param = f"{last[0]}__lam" if last[0] else "lam"
+    estimators = [clone(estimator).set_params(**{param: float(lam)}) for lam in lams]
     return fit_stacked(estimators, X, y)
 
 
@@ -157,9 +161,10 @@ def fit_stacked(estimators, X, y, rows=None):
 
     Parameters
     ----------
-    estimators : list of SparseNetClassifier or SparseNetRegressor
+    estimators : list of SparseNetClassifier or SparseNetRegressor, or of pipelines
         Unfitted; they may differ in ``lam`` and ``random_state`` within a stack
-        (estimators differing in anything else train in separate stacks).
+        (estimators differing in anything else train in separate stacks);
+        pipelines ending in one, of the same steps (see :func:`train_stackable`).
     X, y : array-like
         The data; every estimator trains on ``X[rows[k]]``, ``y[rows[k]]``.
     rows : list of (array of int or None) or None, default=None
@@ -188,7 +193,12 @@ def train_stackable(estimators, X, y, rows):
 
     Returns one bool per estimator: True if it is fitted, False if the engine
     does not serve its settings or its copy diverged (then fit it yourself).
+    Pipelines (all or none of ``estimators``) have their earlier steps fitted
+    once per distinct set of rows, as ``Pipeline.fit`` fits them, and their
+    last steps stacked on the transformed rows.
     """
+    if estimators and isinstance(estimators[0], Pipeline):
+        return _train_pipelines(estimators, X, y, rows)
     copies = {}
     for i, (est, r) in enumerate(zip(estimators, rows)):
         copy = _prepare(est, X, y, r)
@@ -205,6 +215,37 @@ def train_stackable(estimators, X, y, rows):
         if id(c) not in diverged:
             _finish(c.estimator)
             done[i] = True
+    return done
+
+
+def _train_pipelines(pipelines, X, y, rows):
+    """:func:`train_stackable` for pipelines; a fold whose transformed ``X`` is not
+    an array (a sparse matrix, a DataFrame) is left to the pipelines' own fits."""
+    rows = [np.arange(_num_samples(X)) if r is None else r for r in rows]
+    folds = [np.asarray(r).tobytes() for r in rows]
+    blocks = {}  # fold -> (its fitted earlier steps, its rows in the stacked X) or None
+    Xs, ys, start = [], [], 0
+    for pipe, r, fold in zip(pipelines, rows, folds):
+        if fold in blocks:
+            continue
+        X_fold, y_fold = _safe_indexing(X, r), _safe_indexing(y, r)
+        steps = clone(pipe[:-1])
+        Xt = steps.fit_transform(X_fold, y_fold)  # as Pipeline.fit transforms for its last step
+        blocks[fold] = None
+        if type(Xt) is np.ndarray:
+            blocks[fold] = steps, np.arange(start, start + len(Xt))
+            Xs.append(Xt), ys.append(np.asarray(y_fold))
+            start += len(Xt)
+    served = [k for k, fold in enumerate(folds) if blocks[fold] is not None]
+    done = [False] * len(pipelines)
+    if served:
+        nets, net_rows = [pipelines[k][-1] for k in served], [blocks[folds[k]][1] for k in served]
+        fitted = train_stackable(nets, np.concatenate(Xs), np.concatenate(ys), net_rows)
+        for k, ok in zip(served, fitted):
+            if ok:  # the pipeline's own copy of its fold's fitted steps, then its network
+                steps = deepcopy(blocks[folds[k]][0])
+                pipelines[k].steps = [*steps.steps, pipelines[k].steps[-1]]
+                done[k] = True
     return done
 
 

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path
@@ -272,8 +274,20 @@ def test_squared_error_grad_matches_autograd():
 
 
 def test_lambda_path_names_what_it_needs():
-    with pytest.raises(TypeError, match="estimator=Pipeline"):
-        lambda_path(make_pipeline(SparseNetClassifier()), np.ones((4, 2)), [0, 1, 0, 1], [1e-3])
+    with pytest.raises(TypeError, match="got LogisticRegression, which has no parameter lam"):
+        lambda_path(make_pipeline(LogisticRegression()), np.ones((4, 2)), [0, 1, 0, 1], [1e-3])
+
+
+def test_lambda_path_of_a_pipeline_equals_its_separate_fits(data, skorch_fit):
+    X, y = data
+    X = X * 10 + 5  # the scaler changes what the networks see
+    pipe = make_pipeline(StandardScaler(), SparseNetClassifier(max_epochs=2, random_state=0))
+    path = lambda_path(pipe, X, y, [1e-4, 1e-2])
+    separate = [clone(pipe).set_params(sparsenetclassifier__lam=lam) for lam in (1e-4, 1e-2)]
+    separate = [s.fit(X, y) for s in separate]
+    assert [p[-1].lam for p in path] == [1e-4, 1e-2] and pipe[-1].lam != 1e-2
+    assert _max_weight_gap([p[-1] for p in path], [s[-1] for s in separate]) <= 1e-4
+    assert path[0][0] is not path[1][0] and np.allclose(path[0][0].mean_, separate[0][0].mean_)
 
 
 def test_fit_candidates_orders_pairs_as_base_search_cv(data):
