@@ -4,7 +4,7 @@ Sparse regression on diabetes, with a knee search
 
 :class:`~skprune.SparseNetRegressor` trains on ``(1 − λ)·MSE + λ·Ω`` (Reiners
 eq. 7 with the mean squared error as E). In a ``Pipeline`` after a
-``StandardScaler``, we first train it at three λ, then let
+``StandardScaler``, we first train it at three λ at once, then let
 :class:`~skprune.ParetoSearchCV` find the knee of the cross-validated MSE
 against the density, and compare with scikit-learn's ``MLPRegressor``.
 """
@@ -18,7 +18,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skprune import ParetoSearchCV, SparseNetRegressor
+from skprune import ParetoSearchCV, SparseNetRegressor, lambda_path
 from skprune.plotting import plot_pareto
 
 torch.set_num_threads(1)  # tiny networks run fastest on one thread
@@ -28,13 +28,14 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random
 # %%
 # Three λ: the MSE stays while the network thins out
 # ---------------------------------------------------
-for lam in (1e-4, 1e-3, 1e-2):
-    pipe = make_pipeline(StandardScaler(), SparseNetRegressor(lam=lam, random_state=0))
-    pipe.fit(X_train, y_train)
-    mse = mean_squared_error(y_test, pipe.predict(X_test))
+# :func:`~skprune.lambda_path` fits the pipeline at each λ, the three networks
+# trained at once as one stacked model (the scaler is fitted once).
+pipe = make_pipeline(StandardScaler(), SparseNetRegressor(random_state=0))
+for fitted in lambda_path(pipe, X_train, y_train, [1e-4, 1e-3, 1e-2]):
+    mse = mean_squared_error(y_test, fitted.predict(X_test))
     print(
-        f"lam={lam:g}: test MSE {mse:.0f}, R² {pipe.score(X_test, y_test):.3f}, "
-        f"density {pipe[-1].density_:.3f}"
+        f"lam={fitted[-1].lam:g}: test MSE {mse:.0f}, R² {fitted.score(X_test, y_test):.3f}, "
+        f"density {fitted[-1].density_:.3f}"
     )
 
 mlp = make_pipeline(
