@@ -219,8 +219,9 @@ def train_stackable(estimators, X, y, rows):
 
 
 def _train_pipelines(pipelines, X, y, rows):
-    """:func:`train_stackable` for pipelines; a fold whose transformed ``X`` is not
-    an array (a sparse matrix, a DataFrame) is left to the pipelines' own fits."""
+    """:func:`train_stackable` for pipelines; a fold whose earlier steps fail, or
+    whose transformed ``X`` is not an array (a sparse matrix, a DataFrame), is
+    left to the pipelines' own fits."""
     rows = [np.arange(_num_samples(X)) if r is None else r for r in rows]
     folds = [np.asarray(r).tobytes() for r in rows]
     blocks = {}  # fold -> (its fitted earlier steps, its rows in the stacked X) or None
@@ -230,7 +231,10 @@ def _train_pipelines(pipelines, X, y, rows):
             continue
         X_fold, y_fold = _safe_indexing(X, r), _safe_indexing(y, r)
         steps = clone(pipe[:-1])
-        Xt = steps.fit_transform(X_fold, y_fold)  # as Pipeline.fit transforms for its last step
+        try:  # as Pipeline.fit transforms for its last step
+            Xt = steps.fit_transform(X_fold, y_fold)
+        except Exception:  # raised again by the pipelines' own fits, where error_score applies
+            Xt = None
         blocks[fold] = None
         if type(Xt) is np.ndarray:
             blocks[fold] = steps, np.arange(start, start + len(Xt))

@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
 from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path
@@ -19,7 +19,14 @@ from skprune._stacked import (
     stack_modules,
     unstackable,
 )
-from skprune.engine import _prepare, fit_candidates, fit_net, fit_stacked, unstackable_reason
+from skprune.engine import (
+    _prepare,
+    fit_candidates,
+    fit_net,
+    fit_stacked,
+    train_stackable,
+    unstackable_reason,
+)
 
 LAMS = [0.0, 1e-4, 1e-3, 1e-2]
 
@@ -307,3 +314,19 @@ def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch):
     engine = clone(est).fit(X, y)
     monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
     assert _max_weight_gap([engine], [clone(est).fit(X, y)]) <= 1e-4
+
+
+def test_pipeline_fold_whose_steps_fail_is_left_to_its_own_fit(data):
+    def refuse_large(X):
+        if np.abs(X).max() > 100:
+            raise ValueError("too large")
+        return X
+
+    X, y = data
+    X = X.copy()
+    X[0, 0] = 1000.0  # in the first 60 rows only
+    pipe = make_pipeline(FunctionTransformer(refuse_large), SparseNetClassifier(max_epochs=1))
+    rows = [np.arange(60), np.arange(60, 120)]
+    assert train_stackable([clone(pipe), clone(pipe)], X, y, rows) == [False, True]
+    with pytest.raises(ValueError, match="too large"):
+        fit_stacked([clone(pipe)], X, y, rows[:1])
