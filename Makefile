@@ -33,6 +33,9 @@ bench: setup
 	$(PY) examples/benchmarks/controlled_density.py --plots docs/_static
 	$(PY) examples/benchmarks/bench_deploy.py --plot docs/_static/deploy_latency.png
 	$(PY) examples/benchmarks/bench_vectorize.py
+	$(PY) examples/benchmarks/bench_vectorize.py --regression
+	$(PY) examples/benchmarks/bench_engine.py
+	$(PY) examples/benchmarks/bench_fused_step.py
 	$(PY) examples/benchmarks/bench_threads.py --threads 2
 
 docs: setup
