@@ -14,9 +14,10 @@ becomes one batched matmul, a convolution one grouped convolution. Three forms:
   modules): ``vmap(functional_call)`` and autograd.
 
 Each takes a batch of shape (K, B, …), or (1, B, …) when every copy reads
-the same rows, then the gradient of the loss with respect to the logits
-(known in closed form for the cross-entropy, see :func:`cross_entropy_grad`),
-and leaves ``∂/∂p`` in ``p.grad`` of every stacked parameter.
+the same rows, then the gradient of the loss with respect to the outputs
+(known in closed form for the cross-entropy and the squared error, see
+:func:`error_grad`), and leaves ``∂/∂p`` in ``p.grad`` of every stacked
+parameter.
 """
 
 import torch
