@@ -114,22 +114,16 @@ def _scaled_pipeline(transform_output="default"):
     return make_pipeline(scaler, SparseNetClassifier(max_epochs=3, random_state=0))
 
 
-@pytest.mark.parametrize("vectorize", [True, False])
-def test_vectorize_pipeline_fits_its_steps_per_fold_and_stacks_the_networks(
-    blobs_module, vectorize
-):
+def test_vectorize_pipeline_fits_its_steps_per_fold_and_stacks_the_networks(blobs_module):
     X, y = blobs_module
     X = X * 10 + 5  # the scaler changes what the networks see
-    search = _search(vectorize, _scaled_pipeline(), param_name="sparsenetclassifier__lam")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # no "trains each pair alone"
-        n_fits = _fit_counting(search, X, y)
-    assert n_fits == (1 if vectorize else 1 + len(LAMS) * 3)  # the refit, and the pairs
-    if vectorize:
-        reference = _search(False, _scaled_pipeline(), param_name="sparsenetclassifier__lam")
-        _fit_counting(reference, X, y)
-        assert np.allclose(_objectives(search), _objectives(reference), rtol=1e-4, atol=1e-5)
-        assert search.knee_["lam"] == reference.knee_["lam"]
+    on, off = (
+        _search(v, _scaled_pipeline(), param_name="sparsenetclassifier__lam") for v in (True, False)
+    )
+    assert _fit_counting(on, X, y) == 1  # the refit: the 12 (λ, fold) pairs trained together
+    assert _fit_counting(off, X, y) == 1 + len(LAMS) * 3
+    assert np.allclose(_objectives(on), _objectives(off), rtol=1e-4, atol=1e-5)
+    assert on.knee_["lam"] == off.knee_["lam"]
 
 
 def test_vectorize_pipeline_gives_each_fit_its_own_fold_steps(blobs_module):
