@@ -77,6 +77,8 @@ def train_stack(copies, X):
             prune()
         _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
         finite &= _finite(model, losses)
+        if est.verbose:
+            _print_progress(copies)
     if pruning is not None:
         prune()
     _write_back(copies, model, optimizer)
@@ -253,6 +255,19 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
         }
         for key, value in record.items():
             history.record(key, value)
+
+
+def _print_progress(copies):
+    """One line per epoch for the whole stack: its losses' and densities' ranges."""
+    last = [c.net.history[-1] for c in copies]
+    loss, density = [e["train_loss"] for e in last], [e["density"] for e in last]
+    print(
+        f"epoch {last[0]['epoch']:>3}/{copies[0].net.max_epochs}: {len(copies)} networks "
+        f"(λ {min(c.lam for c in copies):.3g}–{max(c.lam for c in copies):.3g}), "
+        f"train loss {min(loss):.4f}–{max(loss):.4f}, "
+        f"density {min(density):.3f}–{max(density):.3f}, {last[0]['dur']:.2f} s",
+        flush=True,
+    )
 
 
 def names_of(param_names):

@@ -72,9 +72,10 @@ def unstackable_reason(estimator, parts=None):
     :class:`~skprune.SparseNetRegressor` with the regularizer ℓ1, ℓ2,
     ℓ0, ℓ2+ℓ0 or None; threshold pruning (``"auto"``, ``"batch"``,
     ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
-    no ``lr_schedule``, no validation split, no extra callbacks,
-    ``verbose=0``; a module without dropout or batch normalisation (checked
-    once it is built). ``parts`` are the estimator's built parts, when known.
+    no ``lr_schedule``, no validation split, no extra callbacks; a module
+    without dropout or batch normalisation (checked once it is built). With
+    ``verbose > 0`` a stack prints one progress line per epoch. ``parts`` are
+    the estimator's built parts, when known.
     """
     if error_grad(getattr(estimator, "_criterion", None)) is None:
         return f"{type(estimator).__name__} is trained on neither the cross-entropy nor the MSE"
@@ -90,7 +91,6 @@ def unstackable_reason(estimator, parts=None):
         "validation_fraction": not estimator.validation_fraction,
         "callbacks": not estimator.callbacks,
         "early_stopping": not getattr(estimator, "early_stopping", False),
-        "verbose": not estimator.verbose,
     }
     bad = [name for name, ok in checks.items() if not ok]
     return f"{bad[0]}={getattr(estimator, bad[0])!r} is set" if bad else None
@@ -296,9 +296,10 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
     The single fit through the engine (K = 1), for ``fit`` to call in place of
     ``net.partial_fit(X, y)``. Returns False, training nothing, when the engine
     does not serve it: settings it does not serve, sample weights, a number of
-    ``epochs`` (``partial_fit``), or a net that has trained before.
+    ``epochs`` (``partial_fit``), a net that has trained before, or ``verbose``
+    (skorch's loop prints its table of the epochs).
     """
-    if weight is not None or epochs is not None or len(net.history):
+    if weight is not None or epochs is not None or len(net.history) or estimator.verbose:
         return False
     parts = _net_parts(net)
     if unstackable_reason(estimator, parts) or unstackable(net.module_):

@@ -147,11 +147,21 @@ def test_lambda_path_lenet5_equals_separate_fits(skorch_fit):
         ({"regularizer": "lobster"}, "regularizer='lobster'"),
         ({"pruning": "global", "target_density": 0.5}, "pruning='global'"),
         ({"lr_schedule": "sigmoid"}, "lr_schedule='sigmoid'"),
-        ({"verbose": 1}, "verbose=1"),
     ],
 )
 def test_unstackable_reason_names_the_setting(params, reason):
     assert reason in unstackable_reason(SparseNetClassifier(**params))
+
+
+def test_verbose_stack_prints_a_line_per_epoch_and_a_verbose_fit_prints_skorchs_table(data, capsys):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, random_state=0, verbose=1)
+    path = lambda_path(est, X, y, [1e-4, 1e-2])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch   2/2: 2 networks (λ 0.0001–0.01)")
+    assert f"density {path[1].density_:.3f}–{path[0].density_:.3f}" in lines[1]
+    clone(est).fit(X, y)
+    assert "train_loss" in capsys.readouterr().out  # skorch's PrintLog header: its own loop
 
 
 def test_unstackable_reason_none_for_defaults():
