@@ -23,7 +23,8 @@ single fits with a plain PyTorch loop and scikit-learn's ``MLPClassifier``:
 Times are wall-clock, one thread (``--threads``), rounds interleaved; the table
 gives the median over rounds of each ratio.
 
-Run: ``python examples/benchmarks/bench_engine.py [--quick] [--rounds 3] [--plot PATH]``.
+Run: ``python examples/benchmarks/bench_engine.py [--quick] [--rounds 3] [--plot PATH]``;
+``--only mlp --ks 16 --rounds 7`` gives the one row (here: 16 MLPs) with more rounds.
 """
 
 import argparse
@@ -164,28 +165,34 @@ def _datasets(quick):
     return digits, cancer, diabetes, (X[:n], y[:n])
 
 
-def main(quick=False, rounds=3, plot=None):
+def main(quick=False, rounds=3, plot=None, ks=None, only=None):
+    """All rows; with ``only`` ("mlp", "regressor", "lenet5") that network's path row alone."""
     warnings.simplefilter("ignore", (ConvergenceWarning, UserWarning))
     digits, cancer, diabetes, mnist = _datasets(quick)
-    print(f"lambda_path of 4 λ vs 4 separate fits, digits, 2 epochs: max |Δw| = "
-          f"{equivalence(*digits):.1e}")  # fmt: skip
-    ks = (1, 4, 16) if quick else (1, 4, 16, 48)
+    if only is None:
+        print(f"lambda_path of 4 λ vs 4 separate fits, digits, 2 epochs: max |Δw| = "
+              f"{equivalence(*digits):.1e}")  # fmt: skip
+    ks = tuple(ks or ((1, 4, 16) if quick else (1, 4, 16, 48)))
     mlp_epochs, lenet_epochs = (3, 1) if quick else (20, 3)
-    mlp = SparseNetClassifier(lam=LAM, max_epochs=mlp_epochs, random_state=0)
-    regressor = SparseNetRegressor(lam=LAM, max_epochs=mlp_epochs, random_state=0)
-    lenet = SparseNetClassifier("lenet5", lam=LAM, max_epochs=lenet_epochs, random_state=0)
-    paths = {
-        f"MLP digits, {mlp_epochs} epochs": path_ratios(mlp, *digits, ks, rounds),
-        f"MLP regressor diabetes, {mlp_epochs} ep.": path_ratios(regressor, *diabetes, ks, rounds),
-        f"LeNet-5 MNIST {len(mnist[0])}, {lenet_epochs} ep.": path_ratios(
-            lenet, *mnist, ks, rounds
-        ),
-    }
+    rows = {
+        "mlp": (f"MLP digits, {mlp_epochs} epochs", SparseNetClassifier, {}, digits),
+        "regressor": (f"MLP regressor diabetes, {mlp_epochs} ep.", SparseNetRegressor, {},
+                      diabetes),
+        "lenet5": (f"LeNet-5 MNIST {len(mnist[0])}, {lenet_epochs} ep.", SparseNetClassifier,
+                   {"module": "lenet5", "max_epochs": lenet_epochs}, mnist),
+    }  # fmt: skip
+    paths = {}
+    for key, (name, cls, params, data) in rows.items():
+        if only in (None, key):
+            est = cls(**{"lam": LAM, "max_epochs": mlp_epochs, "random_state": 0, **params})
+            paths[name] = path_ratios(est, *data, ks, rounds)
     print(f"{'lambda_path':32s} " + " ".join(f"{'K=' + str(k):>14s}" for k in ks))
     for name, ratios in paths.items():
         cells = " ".join(f"{a:5.2f}x ({b:4.2f})" for a, b in (ratios[k] for k in ks))
         print(f"{name:32s} {cells}")
     print("  (time over one fit; in brackets, over K fits through skorch's loop)")
+    if only is not None:
+        return paths
     for name, data in (("digits", digits), ("breast cancer", cancer)):
         ratios = single_ratios(*data, mlp_epochs, rounds)
         print(f"single fit, {name:14s} " + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
@@ -219,7 +226,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", default=None)
+    parser.add_argument("--ks", type=int, nargs="+", default=None, help="numbers of networks")
+    parser.add_argument("--only", choices=["mlp", "regressor", "lenet5"], default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)  # the plain torch loop and MLPClassifier's BLAS
     set_torch_threads(args.threads)  # skprune's fits (one thread by default)
-    main(args.quick, args.rounds, args.plot)
+    main(args.quick, args.rounds, args.plot, args.ks, args.only)
