@@ -7,7 +7,6 @@ targets are (:meth:`BaseSparseNet._encode_targets`), which skorch net trains
 """
 
 import copy
-import threading
 import warnings
 from numbers import Integral, Real
 
@@ -28,7 +27,7 @@ from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
-from ._threads import flush_denormals, torch_threads
+from ._threads import flush_denormals, seeded_rng, torch_threads
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -40,8 +39,6 @@ from .schedules import LR_SCHEDULES, make_lr_schedule
 from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
-
-_SEEDED = threading.RLock()
 
 #: History entries holding one value per layer or group: too wide for the log.
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
@@ -196,15 +193,19 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         X, y, weight = self._validate_fit_data(X, y, sample_weight, classes, reset=True)
         device = resolve_device(self.device)
         parts = self._build_parts(device, incremental=epochs is not None)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = self._fit_seed()
         train, valid = self._split(X, y, weight, seed, device)
-        # torch's generator is shared by threads (joblib's threading backend):
-        # one seeded fit at a time, so that equal seeds give equal fits.
-        with _SEEDED, torch.random.fork_rng(devices=cuda_indices(device)):
-            torch.manual_seed(seed)
-            self.net_ = self._build_net(device, parts, seed, valid).initialize()
-            check_module(self, self.net_, train[0], parts)
+        with seeded_rng(seed, cuda_indices(device)):
+            self._checked_net(device, parts, seed, valid, train[0])
             return self._run(train, epochs)
+
+    def _fit_seed(self):  # a new fit's seed; the engine's copies draw theirs here too
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _checked_net(self, device, parts, seed, valid, X_train):
+        """``net_`` built, initialised and checked (call under ``seeded_rng(seed, …)``)."""
+        self.net_ = self._build_net(device, parts, seed, valid).initialize()
+        check_module(self, self.net_, X_train, parts)
 
     def _continue(self, X, y, sample_weight, epochs):
         """More epochs of the fitted network, its masks and optimiser state."""

@@ -1,4 +1,4 @@
-"""Torch's intra-op threads while skprune trains or predicts: one by default.
+"""Torch's process-wide state while skprune trains or predicts: threads, denormals, seed.
 
 The networks skprune trains are small: their operations are too short to
 split over threads, and the threads then compete with each other, with the
@@ -19,12 +19,19 @@ from numbers import Integral
 
 import torch
 
-__all__ = ["set_torch_threads", "get_torch_threads", "torch_threads", "flush_denormals"]
+__all__ = [
+    "set_torch_threads",
+    "get_torch_threads",
+    "torch_threads",
+    "flush_denormals",
+    "seeded_rng",
+]
 
 _UNSET = object()
 _setting = {"n": _UNSET}
 _lock = threading.Lock()
 _active = {"depth": 0, "previous": None}
+_seeded = threading.RLock()
 
 
 def set_torch_threads(n):
@@ -111,3 +118,15 @@ def flush_denormals():
     finally:
         if not before:
             torch.set_flush_denormal(False)
+
+
+@contextmanager
+def seeded_rng(seed, cuda_devices):
+    """Run the block with torch's global generator seeded, then give the caller's back.
+
+    That generator is shared by threads (joblib's threading backend): one
+    seeded block at a time, so that equal seeds give equal networks.
+    """
+    with _seeded, torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield

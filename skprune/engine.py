@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
 from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
-from ._threads import flush_denormals, torch_threads
+from ._threads import flush_denormals, seeded_rng, torch_threads
 from ._validation import resolve_device
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
@@ -330,8 +330,6 @@ def _rows(X, y, rows):
 
 def _prepare(est, X, y, rows):
     """Validate, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
-    from ._checks import check_module
-
     est._validate_params()
     est._forget_fit()
     est._check_routed_params()
@@ -340,12 +338,10 @@ def _prepare(est, X, y, rows):
     parts = est._build_parts(device)
     if weight is not None or unstackable_reason(est, parts):
         return None
-    seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
+    seed = est._fit_seed()
     (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
-    with torch.random.fork_rng(devices=cuda_indices(device)):
-        torch.manual_seed(seed)
-        est.net_ = est._build_net(device, parts, seed, None).initialize()
-        check_module(est, est.net_, X_train, parts)
+    with seeded_rng(seed, cuda_indices(device)):
+        est._checked_net(device, parts, seed, None, X_train)
     if unstackable(est.net_.module_):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
