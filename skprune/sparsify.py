@@ -171,8 +171,8 @@ def _compact_lenet5(module):
         return InferenceNet(module.input_shape, [Op("flatten"), *_constant_ops(biases[-1])])
     conv1_kept = w2[maps].flatten(2).any(dim=2).any(dim=0).nonzero().flatten()
     w2, b2 = w2[maps][:, conv1_kept], b2[maps]
-    rank = torch.full((by_map.shape[1],), -1, dtype=torch.long)
-    rank[maps] = torch.arange(len(maps))
+    rank = torch.full((by_map.shape[1],), -1, dtype=torch.long, device=maps.device)
+    rank[maps] = torch.arange(len(maps), device=maps.device)
     index = rank[kept // n_maps] * n_maps + kept % n_maps
     ops = [
         Op("conv", pool=2, weight=w1[conv1_kept].contiguous(), bias=b1[conv1_kept]),

@@ -101,6 +101,17 @@ def test_compact_lenet5_removes_channels_and_computes_the_same_function(density)
         assert form.ops[0].weight.shape[0] <= 4 and form.ops[1].weight.shape[0] < 16
 
 
+@pytest.mark.parametrize("module_cls", [MLP, LeNet5])
+def test_compact_keeps_the_module_device(module_cls, device):
+    torch.manual_seed(0)
+    shape = (1, 16, 16) if module_cls is LeNet5 else (30,)
+    module = module_cls(*((3, shape) if module_cls is LeNet5 else (30, 3)))
+    module = _prune(module, 0.3).double().to(device)
+    x = torch.rand(20, *shape, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        torch.testing.assert_close(compact(module)(x), module(x))
+
+
 def test_compact_chain_folds_a_constant_unit_into_the_next_bias():
     W1 = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     W2 = torch.tensor([[2.0, 3.0, 0.0]])
