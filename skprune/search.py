@@ -1,5 +1,6 @@
 """``ParetoSearchCV``: cross-validated knee search over the trade-off weight λ."""
 
+import copy
 import os
 from numbers import Integral
 
@@ -250,10 +251,25 @@ class ParetoSearchCV(BaseSearchCV):
     def fit(self, X, y=None, **params):
         """Search λ on ``cv`` folds, find the knee, refit there.
 
+        All or nothing: the search runs on a shallow copy of ``self`` and its
+        fitted attributes replace the old ones at once when it finishes. After
+        any exception (``KeyboardInterrupt`` included, in the search or the
+        refit) the search is as it was before the call, fitted or not.
+
         Returns
         -------
         self : ParetoSearchCV
         """
+        search = copy.copy(self)  # the same parameters, its own attributes
+        for name in _fitted_attributes(search):
+            delattr(search, name)
+        search._search(X, y, params)
+        # One assignment: a reader sees the old search or the new, never a mix.
+        self.__dict__ = dict(vars(search))
+        return self
+
+    def _search(self, X, y, params):
+        """``fit``'s work, on the copy it publishes."""
         self._validate_params()
         check_params(self)  # no bool where an int is asked (budget, search_epochs)
         self._check_search_params()
@@ -274,7 +290,6 @@ class ParetoSearchCV(BaseSearchCV):
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
         self._set_front(self.cv_results_, last_round)
-        return self
 
     def _check_search_params(self):
         names, owner = self.estimator.get_params(), type(self.estimator).__name__
@@ -398,3 +413,8 @@ class ParetoSearchCV(BaseSearchCV):
         """``best_estimator_.score(X, y)`` (accuracy for a classifier)."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.score(X, y)
+
+
+def _fitted_attributes(estimator):
+    """Names of what ``fit`` made, as ``check_is_fitted`` finds them."""
+    return [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]
