@@ -210,8 +210,7 @@ def test_search_refit_interrupted_at_seeded_moments_keeps_the_old_search(
     # The second fit asks for other λ values, so that a mix of the runs shows.
     search.set_params(lambdas=[2e-4, 5e-3, 5e-2])
     moments.seen.clear()
-    clone_run = _search(lambdas=[2e-4, 5e-3, 5e-2])
-    clone_run.fit(X, y)
+    _search(lambdas=[2e-4, 5e-3, 5e-2]).fit(X, y)  # the moments the second fit goes through
     counts = dict(moments.seen)
     rng = np.random.default_rng(seed)
     for kind in ["refit_batch", None]:
@@ -245,9 +244,10 @@ def test_search_interrupted_after_the_refit_keeps_the_old_search(small_digits, m
     _assert_unfitted(first)
 
 
-def test_search_fit_publishes_every_fitted_attribute(small_digits):
+def test_search_fit_publishes_every_fitted_attribute_and_only_those(small_digits):
     X, y, _ = small_digits
-    search = _search(lambdas=LAMS[:2], refit=False).fit(X, y)
+    search = _search(lambdas=LAMS[:2]).fit(X, y)
+    search.set_params(refit=False).fit(X, y)  # no best_estimator_ left from the first fit
     assert isinstance(search.estimator, SparseNetClassifier)  # never left as the wrapper
     assert {"knee_", "lambdas_", "cv_results_", "pareto_front_"} <= set(_fitted_names(search))
     assert not hasattr(search, "best_estimator_")
