@@ -33,7 +33,6 @@ separate stacks. Settings the engine does not serve
 """
 
 import math
-from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass
 
@@ -44,6 +43,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
+from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
@@ -134,9 +134,7 @@ def lambda_path(estimator, X, y, lams):
     Returns
     -------
     estimators : list of estimators
-        Fitted, in the order of ``lams``. Nothing is returned if training
-        raises (``KeyboardInterrupt`` included): no half-trained estimator
-        escapes, and ``estimator`` is unchanged whatever happens.
+        Fitted, in the order of ``lams``.
 
     Examples
     --------
@@ -159,6 +157,7 @@ def lambda_path(estimator, X, y, lams):
     return fit_stacked(estimators, X, y)
 
 
+@all_or_nothing  # any exception (Ctrl-C too) puts every estimator back as it was
 def fit_stacked(estimators, X, y, rows=None):
     """Fit every estimator in place, stacking those the engine can train together.
 
@@ -177,45 +176,30 @@ def fit_stacked(estimators, X, y, rows=None):
     Returns
     -------
     estimators : list
-        The same objects, fitted.
-
-    Notes
-    -----
-    All or nothing: after any exception (``KeyboardInterrupt`` included, or
-    the ``FloatingPointError`` of a copy that diverged) every estimator is as
-    it was before the call, unfitted or holding its earlier fit.
+        The same objects, fitted; after any exception, all as they were before.
     """
     rows = [None] * len(estimators) if rows is None else list(rows)
-    with _restored_on_failure(estimators):
-        done = train_stackable(estimators, X, y, rows)
-        for est, r, ok in zip(estimators, rows, done):
-            if not ok:
-                # Settings the engine does not serve, or a copy that diverged: its
-                # own fit (raising FloatingPointError, as the separate fit would).
-                est.fit(*_rows(X, y, r))
+    done = train_stackable(estimators, X, y, rows)
+    for est, r, ok in zip(estimators, rows, done):
+        if not ok:
+            # Settings the engine does not serve, or a copy that diverged: its
+            # own fit (raising FloatingPointError, as the separate fit would).
+            est.fit(*_rows(X, y, r))
     return estimators
 
 
+@unfinished_restored
 @torch_threads()  # one thread by default, denormals flushed: see skprune._threads
 @flush_denormals()
 def train_stackable(estimators, X, y, rows):
     """Fit, in stacks, the estimators the engine serves; the others are left as they are.
 
     Returns one bool per estimator: True if it is fitted, False if the engine
-    does not serve its settings or its copy diverged (then fit it yourself);
-    those are left as they were, and all are after any exception.
+    does not serve its settings or its copy diverged (left as it was: fit it yourself).
     Pipelines (all or none of ``estimators``) have their earlier steps fitted
     once per distinct set of rows, as ``Pipeline.fit`` fits them, and their
     last steps stacked on the transformed rows.
     """
-    with _restored_on_failure(estimators) as restore:
-        done = _train_all(estimators, X, y, rows)
-        restore([est for est, ok in zip(estimators, done) if not ok])
-    return done
-
-
-def _train_all(estimators, X, y, rows):
-    """:func:`train_stackable`'s work, without the restoring."""
     if estimators and isinstance(estimators[0], Pipeline):
         return _train_pipelines(estimators, X, y, rows)
     copies = {}
@@ -235,37 +219,6 @@ def _train_all(estimators, X, y, rows):
             _finish(c.estimator)
             done[i] = True
     return done
-
-
-@contextmanager
-def _restored_on_failure(estimators):
-    """Put every estimator back as it was if the block raises (``KeyboardInterrupt`` too).
-
-    Yields ``restore(some)``, which puts back ``some`` of them at once. The
-    attributes of each estimator and of the estimators among its parameters (a
-    pipeline's steps) are kept aside: training replaces them (a new ``net_``)
-    rather than changing them in place.
-    """
-    saved = {id(est): _attributes(est) for est in estimators}
-
-    def restore(some):
-        for est in some:
-            for obj, attributes in saved[id(est)]:
-                vars(obj).clear()
-                vars(obj).update(attributes)
-
-    try:
-        yield restore
-    except BaseException:
-        restore(estimators)
-        raise
-
-
-def _attributes(estimator):
-    """``(object, copy of its attributes)`` of ``estimator`` and its sub-estimators."""
-    params = estimator.get_params(deep=True).values()
-    parts = [estimator, *(p for p in params if hasattr(p, "get_params") and hasattr(p, "fit"))]
-    return [(obj, dict(vars(obj))) for obj in parts]
 
 
 def _train_pipelines(pipelines, X, y, rows):

@@ -1,6 +1,5 @@
 """``ParetoSearchCV``: cross-validated knee search over the trade-off weight λ."""
 
-import copy
 import os
 from numbers import Integral
 
@@ -10,6 +9,7 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._atomic import fitted_aside
 from ._candidate import CandidateFit
 from ._checks import check_params
 from ._objectives import (
@@ -248,28 +248,14 @@ class ParetoSearchCV(BaseSearchCV):
 
     # -- fitting -------------------------------------------------------------
 
+    @fitted_aside  # all or nothing: any exception leaves the search as it was
     def fit(self, X, y=None, **params):
         """Search λ on ``cv`` folds, find the knee, refit there.
-
-        All or nothing: the search runs on a shallow copy of ``self`` and its
-        fitted attributes replace the old ones at once when it finishes. After
-        any exception (``KeyboardInterrupt`` included, in the search or the
-        refit) the search is as it was before the call, fitted or not.
 
         Returns
         -------
         self : ParetoSearchCV
         """
-        search = copy.copy(self)  # the same parameters, its own attributes
-        for name in _fitted_attributes(search):
-            delattr(search, name)
-        search._search(X, y, params)
-        # One assignment: a reader sees the old search or the new, never a mix.
-        self.__dict__ = dict(vars(search))
-        return self
-
-    def _search(self, X, y, params):
-        """``fit``'s work, on the copy it publishes."""
         self._validate_params()
         check_params(self)  # no bool where an int is asked (budget, search_epochs)
         self._check_search_params()
@@ -279,17 +265,16 @@ class ParetoSearchCV(BaseSearchCV):
             vectorized(self, estimator, X, y, params) as self._train_round,
         ):
             # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
-            # adds the on-disk cache (see _vectorize) and is put back at the end.
+            # adds the on-disk cache (see _vectorize). An exception drops the copy.
             self.estimator = CandidateFit(estimator, *self._train_round.cache)
-            try:
-                super().fit(X, y, **params)
-            finally:
-                self.estimator = estimator
-                del self._warm_folder, self._strategy, self._train_round
-                last_round = self.__dict__.pop("_round", None)
+            super().fit(X, y, **params)
+        self.estimator = estimator
+        del self._warm_folder, self._strategy, self._train_round
+        last_round = self.__dict__.pop("_round", None)
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
         self._set_front(self.cv_results_, last_round)
+        return self
 
     def _check_search_params(self):
         names, owner = self.estimator.get_params(), type(self.estimator).__name__
@@ -413,8 +398,3 @@ class ParetoSearchCV(BaseSearchCV):
         """``best_estimator_.score(X, y)`` (accuracy for a classifier)."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.score(X, y)
-
-
-def _fitted_attributes(estimator):
-    """Names of what ``fit`` made, as ``check_is_fitted`` finds them."""
-    return [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]
