@@ -21,7 +21,15 @@ from sklearn.base import clone
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["CandidateFit", "fit_key", "store", "sparse_step", "check_memory"]
+__all__ = [
+    "CandidateFit",
+    "fit_key",
+    "store",
+    "store_or_warn",
+    "warn_unwritable",
+    "sparse_step",
+    "check_memory",
+]
 
 #: Parameters that change where or how loudly a fit runs, not its result.
 _NOT_IN_KEY = ("device", "verbose")
@@ -57,20 +65,24 @@ class CandidateFit:
     prefit : dict or None
         Fits a vectorised round trained (:mod:`skprune._vectorize`), by
         :func:`fit_key`; shared by every clone, each takes its own out.
+    unwritable : set or None
+        Folders whose write failed (a full disk), shared by every clone, so
+        that a search warns once per folder (see :func:`store_or_warn`).
     """
 
-    def __init__(self, estimator, memory=None, prefit=None):
+    def __init__(self, estimator, memory=None, prefit=None, unwritable=None):
         self.estimator = estimator
         # Checked here, before the search trains anything: a bad folder
         # would otherwise fail only when the first fit is written.
         self.memory = check_memory(memory)
         self.prefit = prefit
+        self.unwritable = set() if unwritable is None else unwritable
 
     def __sklearn_clone__(self):
         # Bypasses __init__: the folder was checked when the search began.
         copy = object.__new__(CandidateFit)
         copy.estimator, copy.memory = clone(self.estimator), self.memory
-        copy.prefit = self.prefit
+        copy.prefit, copy.unwritable = self.prefit, self.unwritable
         return copy
 
     def __sklearn_tags__(self):
@@ -99,12 +111,12 @@ class CandidateFit:
         # ``fit`` raises on an interruption or a divergence: only a finished
         # fit reaches the cache.
         self.estimator.fit(X, y, **fit_params)
-        store(path, self.estimator)
+        store_or_warn(path, self.estimator, self.unwritable)
         return self
 
     def __getattr__(self, name):
         # Only reached for what the wrapper lacks: predict_proba, classes_, ...
-        if name.startswith("__") or name in ("estimator", "memory", "prefit"):
+        if name.startswith("__") or name in ("estimator", "memory", "prefit", "unwritable"):
             raise AttributeError(name)
         return getattr(self.estimator, name)
 
@@ -184,6 +196,33 @@ def store(path, estimator):
     """Write a finished fit to the cache file ``path`` (``<memory>/<fit_key>.pkl``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     dump_fit(estimator, Path(path))
+
+
+def store_or_warn(path, estimator, unwritable=None):
+    """:func:`store`; a write that fails (a full disk) warns, once per folder, and is skipped.
+
+    The fit itself is kept: a cache that cannot be written costs the resume,
+    never the result. ``unwritable`` is the set of folders already warned
+    about (None: warn every time).
+    """
+    unwritable = set() if unwritable is None else unwritable
+    try:
+        store(path, estimator)
+    except OSError as error:
+        folder = str(Path(path).parent)
+        if folder not in unwritable:
+            unwritable.add(folder)
+            warn_unwritable(folder, error, "finished fits are kept but not cached")
+
+
+def warn_unwritable(folder, error, consequence):
+    """The ``UserWarning`` of a write into ``folder`` that failed with ``error``."""
+    warnings.warn(
+        f"Could not write to the cache folder {folder!r} ({error.strerror or error}); "
+        f"{consequence}.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def sparse_step(estimator):

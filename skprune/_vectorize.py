@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import _check_method_params
 
-from ._candidate import fit_key, store
+from ._candidate import fit_key, store_or_warn
 from .engine import train_stackable, unstackable_reason
 
 __all__ = ["vectorize_reason", "vectorized"]
@@ -70,11 +70,12 @@ class RoundTrainer:
         self.memory, self.search, self.estimator = memory, search, estimator
         self.X, self.y, self.params, self.splits = X, y, params, None
         self.prefit = {}
+        self.unwritable = set()  # folders whose write failed: warned about once
 
     @property
     def cache(self):
-        """``(memory, prefit)``: where the candidates find the round's fits."""
-        return self.memory, self.prefit
+        """``(memory, prefit, unwritable)``: where the candidates find the round's fits."""
+        return self.memory, self.prefit, self.unwritable
 
     def __call__(self, candidates):
         if self.search is None:
@@ -87,11 +88,12 @@ class RoundTrainer:
         todo = [pair for params in candidates for pair in self._pairs(params)]
         n = min(joblib.effective_n_jobs(self.search.n_jobs), len(todo))
         if n <= 1:
-            self.prefit.update(_train(todo, self.X, self.y, self.memory, keep=True))
+            self.prefit.update(_train(todo, self.X, self.y, self.memory, self.unwritable, True))
             return
         stacks = [[todo[i] for i in chunk] for chunk in np.array_split(range(len(todo)), n)]
         joblib.Parallel(n_jobs=n, pre_dispatch=self.search.pre_dispatch)(
-            joblib.delayed(_train)(stack, self.X, self.y, self.memory) for stack in stacks
+            joblib.delayed(_train)(stack, self.X, self.y, self.memory, self.unwritable)
+            for stack in stacks
         )
 
     def _pairs(self, params):
@@ -104,8 +106,12 @@ class RoundTrainer:
                 yield est, train, key
 
 
-def _train(stack, X, y, memory, keep=False):
-    """Train ``stack`` together; store the fits in ``memory``; return ``{key: fit}`` if ``keep``."""
+def _train(stack, X, y, memory, unwritable=None, keep=False):
+    """Train ``stack`` together; store the fits in ``memory``; return ``{key: fit}`` if ``keep``.
+
+    A fit that cannot be stored (a full disk) warns: kept, it is handed over;
+    else its candidate trains it again, as without ``vectorize``.
+    """
     if not stack:
         return {}
     estimators, rows, keys = zip(*stack)
@@ -113,7 +119,7 @@ def _train(stack, X, y, memory, keep=False):
     fits = {key: est for est, key, ok in zip(estimators, keys, done) if ok}
     if memory is not None:
         for key, est in fits.items():
-            store(Path(memory) / f"{key}.pkl", est)
+            store_or_warn(Path(memory) / f"{key}.pkl", est, unwritable)
     return fits if keep else {}
 
 

@@ -8,6 +8,7 @@ neighbour's weights when training begins and stores its own when it ends,
 keyed by a hash of the fold's training data and λ.
 """
 
+import io
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ import joblib
 import numpy as np
 import torch
 from skorch.callbacks import Callback
+
+from ._candidate import warn_unwritable
 
 __all__ = ["WarmStart", "nearest_lambda", "warm_folder", "add_warm_start"]
 
@@ -73,10 +76,22 @@ class WarmStart(Callback):
             net.module_.load_state_dict(state)
 
     def on_train_end(self, net, **kwargs):
-        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        # Serialised in memory (torch.save on a full disk fails with a bare
+        # RuntimeError), written aside and renamed. A write that fails warns
+        # and keeps the fit: the neighbours that would start here start cold.
+        state = io.BytesIO()
+        torch.save(net.module_.state_dict(), state)
         partial = self.path_.with_suffix(".part")
-        torch.save(net.module_.state_dict(), partial)
-        partial.replace(self.path_)
+        try:
+            Path(self.folder).mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(state.getvalue())
+            partial.replace(self.path_)
+        except OSError as error:
+            warn_unwritable(
+                self.folder, error, "the λ values that would start from these weights start cold"
+            )
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def add_warm_start(candidates, done, param_name, key, own, folder):

@@ -43,6 +43,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
+from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
@@ -156,6 +157,7 @@ def lambda_path(estimator, X, y, lams):
     return fit_stacked(estimators, X, y)
 
 
+@all_or_nothing  # any exception (Ctrl-C too) puts every estimator back as it was
 def fit_stacked(estimators, X, y, rows=None):
     """Fit every estimator in place, stacking those the engine can train together.
 
@@ -174,7 +176,7 @@ def fit_stacked(estimators, X, y, rows=None):
     Returns
     -------
     estimators : list
-        The same objects, fitted.
+        The same objects, fitted; after any exception, all as they were before.
     """
     rows = [None] * len(estimators) if rows is None else list(rows)
     done = train_stackable(estimators, X, y, rows)
@@ -186,13 +188,14 @@ def fit_stacked(estimators, X, y, rows=None):
     return estimators
 
 
+@unfinished_restored
 @torch_threads()  # one thread by default, denormals flushed: see skprune._threads
 @flush_denormals()
 def train_stackable(estimators, X, y, rows):
     """Fit, in stacks, the estimators the engine serves; the others are left as they are.
 
     Returns one bool per estimator: True if it is fitted, False if the engine
-    does not serve its settings or its copy diverged (then fit it yourself).
+    does not serve its settings or its copy diverged (left as it was: fit it yourself).
     Pipelines (all or none of ``estimators``) have their earlier steps fitted
     once per distinct set of rows, as ``Pipeline.fit`` fits them, and their
     last steps stacked on the transformed rows.

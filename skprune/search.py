@@ -9,6 +9,7 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._atomic import fitted_aside
 from ._candidate import CandidateFit
 from ._checks import check_params
 from ._objectives import (
@@ -247,6 +248,7 @@ class ParetoSearchCV(BaseSearchCV):
 
     # -- fitting -------------------------------------------------------------
 
+    @fitted_aside  # all or nothing: any exception leaves the search as it was
     def fit(self, X, y=None, **params):
         """Search λ on ``cv`` folds, find the knee, refit there.
 
@@ -263,14 +265,12 @@ class ParetoSearchCV(BaseSearchCV):
             vectorized(self, estimator, X, y, params) as self._train_round,
         ):
             # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
-            # adds the on-disk cache (see _vectorize) and is put back at the end.
+            # adds the on-disk cache (see _vectorize). An exception drops the copy.
             self.estimator = CandidateFit(estimator, *self._train_round.cache)
-            try:
-                super().fit(X, y, **params)
-            finally:
-                self.estimator = estimator
-                del self._warm_folder, self._strategy, self._train_round
-                last_round = self.__dict__.pop("_round", None)
+            super().fit(X, y, **params)
+        self.estimator = estimator
+        del self._warm_folder, self._strategy, self._train_round
+        last_round = self.__dict__.pop("_round", None)
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
         self._set_front(self.cv_results_, last_round)
