@@ -136,6 +136,16 @@ def test_from_mlp_regressor_fit_starts_from_the_copied_weights(small, regressor_
     assert _max_diff(reg.predict(X_test), regressor_mlp.predict(X_test)) < 1e-4
 
 
+def test_from_mlp_and_to_mlp_on_device(small, multiclass_mlp, device):
+    X, X_test, y, _ = small
+    clf = SparseNetClassifier.from_mlp(
+        multiclass_mlp, device=device, pruning="global", target_density=0.5, max_epochs=1
+    )
+    assert _max_diff(clf.predict_proba(X_test), multiclass_mlp.predict_proba(X_test)) < 1e-6
+    mlp = clf.fit(X, y).to_mlp()
+    assert _max_diff(mlp.predict_proba(X_test), clf.predict_proba(X_test)) < 1e-6
+
+
 def test_from_mlp_refuses_other_activations(small):
     X, _, y, _ = small
     mlp = _fit_quietly(MLPClassifier((8,), activation="tanh", max_iter=5), X, y)
