@@ -12,6 +12,7 @@ from torch import nn
 
 from . import _inference
 from ._base import BaseSparseNet
+from ._mlp_bridge import MLPBridgeMixin
 from ._net import SparseNet, SparseNetRegression
 
 __all__ = ["SparseNetClassifier", "SparseNetRegressor"]
@@ -183,7 +184,7 @@ _CLASS_WEIGHT = """\
 """
 
 
-class SparseNetClassifier(ClassifierMixin, BaseSparseNet):
+class SparseNetClassifier(MLPBridgeMixin, ClassifierMixin, BaseSparseNet):
     __doc__ = (
         """\
 Neural network classifier trained for accuracy *and* sparsity.
@@ -286,7 +287,7 @@ Neural network classifier trained for accuracy *and* sparsity.
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-class SparseNetRegressor(RegressorMixin, BaseSparseNet):
+class SparseNetRegressor(MLPBridgeMixin, RegressorMixin, BaseSparseNet):
     __doc__ = (
         """\
 Neural network regressor trained for accuracy *and* sparsity.
