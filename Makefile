@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench docs lint format clean
+.PHONY: setup demo test test-oldest bench docs lint format clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,22 @@ demo: setup
 
 test: setup
 	SCIPY_ARRAY_API=1 $(PY) -m pytest -q
+
+# The fast suite at the oldest versions pyproject.toml allows (requirements-oldest.txt),
+# in a venv of its own. On Linux, PyPI's torch is a CUDA build (about 3 GB with its
+# libraries); OLDEST_PIP="--extra-index-url https://download.pytorch.org/whl/cpu"
+# takes the CPU build of the same release instead, where that index is reachable.
+OLDEST       ?= .venv-oldest
+OLDEST_PIP   ?=
+OLDEST_STAMP := $(OLDEST)/.installed
+
+$(OLDEST_STAMP): pyproject.toml requirements-oldest.txt
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q $(OLDEST_PIP) -c requirements-oldest.txt -e ".[test]"
+	touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP)
+	SKPRUNE_AT_FLOORS=1 SCIPY_ARRAY_API=1 $(OLDEST)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: setup
 	SCIPY_ARRAY_API=1 $(PY) -m pytest -q -m slow --override-ini="addopts=" -ra
@@ -50,4 +66,4 @@ format: setup
 	$(PY) -m ruff check --fix skprune tests examples
 
 clean:
-	rm -rf $(VENV) docs/_build docs/auto_examples docs/gen_modules .pytest_cache
+	rm -rf $(VENV) $(OLDEST) docs/_build docs/auto_examples docs/gen_modules .pytest_cache

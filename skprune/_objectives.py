@@ -13,7 +13,6 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
-from sklearn.metrics._scorer import _MultimetricScorer
 
 from ._candidate import sparse_step
 from .pareto import find_knee
@@ -71,7 +70,8 @@ def objective_scorer(estimator, scoring, raise_exc):
     if scoring != "accuracy" and is_classifier(estimator):
         scorers["accuracy"] = check_scoring(estimator, "accuracy")
     scorers.update(density=_AttributeScorer(_density), omega=_AttributeScorer(_omega))
-    return _MultimetricScorer(scorers=scorers, raise_exc=raise_exc)
+    # A dict gives scikit-learn's own multi-metric scorer, by public API.
+    return check_scoring(estimator, scorers, raise_exc=raise_exc)
 
 
 def cv_objectives(results, scoring, split=None):

@@ -14,6 +14,9 @@ import torch
 
 from ._stacked import error_grad, stack_modules
 
+#: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+
 __all__ = ["train_stack"]
 
 
@@ -138,7 +141,8 @@ def _fast_step(optimizer):
     """
     group = optimizer.param_groups[0]
     plain = (
-        type(optimizer) is not torch.optim.Adam
+        _FUSED_ADAM is None
+        or type(optimizer) is not torch.optim.Adam
         or len(optimizer.param_groups) != 1
         or not group.get("fused")
         or group["amsgrad"]
@@ -169,7 +173,7 @@ def _fast_step(optimizer):
             return
         steps = [state[p]["step"] for p in params]
         torch._foreach_add_(steps, 1)
-        torch._fused_adam_(
+        _FUSED_ADAM(
             params,
             [p.grad for p in params],
             [state[p]["exp_avg"] for p in params],

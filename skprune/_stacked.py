@@ -36,6 +36,20 @@ __all__ = [
     "unstackable",
 ]
 
+try:  # ReLU's backward in place, one kernel: a private overload of an aten op
+    _THRESHOLD_BACKWARD = torch.ops.aten.threshold_backward.grad_input
+except (AttributeError, RuntimeError):  # pragma: no cover - the public fallback below
+    _THRESHOLD_BACKWARD = None
+
+
+def _relu_backward_(grad, h):
+    """Zero ``grad`` in place where ``h`` (a ReLU's output) is not positive."""
+    if _THRESHOLD_BACKWARD is not None:
+        _THRESHOLD_BACKWARD(grad, h, 0, grad_input=grad)
+    else:
+        grad.masked_fill_(h <= 0, 0)
+
+
 #: Layers whose training-mode behaviour draws random numbers or updates buffers:
 #: a stack cannot reproduce the separate fits' random streams or running stats.
 _UNSTACKABLE_LAYERS = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
@@ -184,7 +198,7 @@ class StackedMLP:
             torch.sum(grad, dim=2, out=b.grad)
             # ReLU's backward: h is the layer's input, the previous layer's output after ReLU.
             grad = torch.bmm(w.transpose(1, 2), grad)
-            torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
+            _relu_backward_(grad, h)
         w, b = self._layers[0]
         x = self._x
         if x.shape[0] < w.shape[0]:

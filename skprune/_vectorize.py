@@ -32,7 +32,8 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import _check_method_params
@@ -82,9 +83,12 @@ class RoundTrainer:
             return
         if self.splits is None:  # the folds BaseSearchCV made, after it made them
             split = self.search._get_routed_params_for_fit(self.params).splitter.split
-            self.splits = [
-                t for t, _ in self.search._checked_cv_orig.split(self.X, self.y, **split)
-            ]
+            cv = getattr(self.search, "_checked_cv_orig", None)  # set by fit from sklearn 1.7
+            if cv is None:  # the same check_cv call as BaseSearchCV.fit's
+                cv = check_cv(
+                    self.search.cv, self.y, classifier=is_classifier(self.search.estimator)
+                )
+            self.splits = [t for t, _ in cv.split(self.X, self.y, **split)]
         todo = [pair for params in candidates for pair in self._pairs(params)]
         n = min(joblib.effective_n_jobs(self.search.n_jobs), len(todo))
         if n <= 1:

@@ -371,8 +371,8 @@ def log_grid(low, high, n):
 
     Examples
     --------
-    >>> log_grid(1e-5, 1e-1, 5).tolist()
-    [1e-05, 0.0001, 0.001, 0.01, 0.1]
+    >>> log_grid(1e-5, 1e-1, 5)
+    array([1.e-05, 1.e-04, 1.e-03, 1.e-02, 1.e-01])
     >>> log_grid(0.0, 1e-2, 3).tolist()
     [0.0, 0.0001, 0.01]
     """

@@ -3,7 +3,9 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 import torch
+from packaging.version import Version
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_validate
@@ -33,7 +35,10 @@ def test_check_estimator_runs_the_array_api_check():
     # 10 epochs: check_class_weight_classifiers needs a few dozen steps on its 50 samples.
     results = check_estimator(SparseNetClassifier(max_epochs=10), on_fail=None, on_skip=None)
     assert {r["status"] for r in results} == {"passed"}
-    assert any("array_api" in r["check_name"] for r in results)
+    # From scikit-learn 1.9 the NumPy array API check runs for every estimator;
+    # before, only for those that declare array API support (skprune does not).
+    if Version(sklearn.__version__) >= Version("1.9"):
+        assert any("array_api" in r["check_name"] for r in results)
 
 
 def test_fit_reports_sparsity_counted_on_the_module(digits):
