@@ -24,8 +24,8 @@ test: setup
 
 # The fast suite at the oldest versions pyproject.toml allows (requirements-oldest.txt),
 # in a venv of its own. On Linux, PyPI's torch is a CUDA build (about 3 GB with its
-# libraries); OLDEST_PIP="--extra-index-url https://download.pytorch.org/whl/cpu"
-# takes the CPU build of the same release instead, where that index is reachable.
+# libraries); OLDEST_PIP="--extra-index-url <an index of CPU builds>" takes the CPU
+# build of the same release instead, where such an index is reachable.
 OLDEST       ?= .venv-oldest
 OLDEST_PIP   ?=
 OLDEST_STAMP := $(OLDEST)/.installed
