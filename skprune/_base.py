@@ -55,6 +55,7 @@ def _net_copy(net):
     net_copy.__dict__ = copy.deepcopy(vars(net), memo)
     return net_copy
 
+
 #: History entries holding one value per layer or group: too wide for the log.
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 

@@ -135,14 +135,48 @@ def _made_from(module):
     and the handles of its forward hooks: ``torch.nn.utils.prune`` turns
     ``weight`` into ``weight_orig``, a buffer ``weight_mask`` and a pre-hook;
     a parametrisation changes the class. The tensors are those parameters and
-    buffers, in that order.
+    buffers, in that order (None for an absent bias).
     """
-    layout, tensors = [], []
-    for sub in module.modules():
-        named = (sub._parameters, sub._buffers, sub._forward_pre_hooks, sub._forward_hooks)
-        layout.append((type(sub), *map(tuple, named)))
-        tensors += [t for t in (*sub._parameters.values(), *sub._buffers.values()) if t is not None]
+    layout, tensors, todo = [], [], [module]
+    while todo:
+        sub = todo.pop()
+        params, buffers = sub._parameters, sub._buffers
+        hooks = (*sub._forward_pre_hooks, None, *sub._forward_hooks)
+        layout.append((type(sub), *params, None, *buffers, None, *hooks))
+        tensors += params.values()
+        tensors += buffers.values()
+        todo += sub._modules.values()
     return layout, tensors
+
+
+#: Tensors larger than this are compared through numpy on the CPU. With one
+#: thread, measured: ``torch.equal`` takes 1 µs for 1,000 floats, 4 µs for
+#: 6,400, 26 µs for 48,000 and 143 µs for 235,200 (LeNet-300-100's first
+#: weight); numpy 2.5, 3, 6 and 40 µs.
+_NUMPY_EQUAL_MIN = 1024
+
+
+class _Copy:
+    """A copy of a tensor, and :meth:`equals` to compare a tensor with it."""
+
+    def __init__(self, tensor):
+        self.tensor = None if tensor is None else tensor.detach().clone()
+        self.array = None
+        if self.tensor is not None and self.tensor.numel() > _NUMPY_EQUAL_MIN:
+            try:
+                self.array = self.tensor.numpy()
+            except (TypeError, RuntimeError):  # on a GPU, or a type numpy lacks
+                pass
+
+    def equals(self, tensor):
+        if tensor is None or self.tensor is None:
+            return tensor is self.tensor
+        try:
+            if self.array is not None:
+                return np.array_equal(tensor.detach().numpy(), self.array)
+            return torch.equal(tensor, self.tensor)
+        except (TypeError, RuntimeError):  # moved to another device
+            return False
 
 
 class _Entry:
@@ -156,8 +190,9 @@ class _Entry:
         self.layout, tensors = _made_from(module)
         # Copied before the form is made: a change in between makes the form
         # newer than the copy, and the next call makes the form again.
-        self.copies = [t.detach().clone() for t in tensors]
-        self.device = tensors[0].device if tensors else torch.device("cpu")
+        self.copies = [_Copy(t) for t in tensors]
+        present = [t for t in tensors if t is not None]
+        self.device = present[0].device if present else torch.device("cpu")
         if self.sparse:
             self.form = compact(module)
         else:
@@ -170,15 +205,12 @@ class _Entry:
 
         Values, not version counters or addresses: an in-place operation on
         ``weight.data`` bumps no counter of ``weight``, and a new tensor may
-        reuse a freed address. ``torch.equal`` is False for NaN: such a module
+        reuse a freed address. NaN equals nothing: a module holding one
         gets a new form on every call, never a stale one.
         """
         if sparse != self.sparse or layout != self.layout or len(tensors) != len(self.copies):
             return False
-        try:
-            return all(map(torch.equal, tensors, self.copies))
-        except RuntimeError:  # moved to another device
-            return False
+        return all(c.equals(t) for c, t in zip(self.copies, tensors))
 
 
 def _entry(net):

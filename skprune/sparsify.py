@@ -14,10 +14,12 @@ network that computes the same function with less work:
 
 The built-in ``"mlp"``/``"lenet300"`` (:class:`~skprune.models.MLP`) and
 ``"lenet5"`` (:class:`~skprune.models.LeNet5`) are compacted this way. Other
-modules (``"vgg"``, user modules) cannot be analysed: their ``nn.Linear``
-layers become CSR by the same rule in a float64 copy, and no unit is removed.
+modules (``"vgg"``, user modules, a built-in one with user hooks) cannot be
+analysed: their ``nn.Linear`` layers without hooks become CSR by the same rule
+in a float64 copy that needs no gradients, and no unit is removed.
 The trained module itself is never changed, so :meth:`densify` restores it
-exactly.
+exactly. The compacted form is made from the module's current weights, and
+made again when they change (:func:`skprune._inference.inference_form`).
 """
 
 import torch
@@ -303,7 +305,9 @@ class SparsifyMixin:
 
         In place; ``density_``, ``layer_density_`` and ``history_`` still
         describe the trained network, and ``fit`` starts from it again. See
-        :mod:`skprune.sparsify` for what is compacted.
+        :mod:`skprune.sparsify` for what is compacted. Weights changed
+        afterwards (in place, by ``load_state_dict`` or
+        ``torch.nn.utils.prune``) are compacted again at the next prediction.
 
         Returns
         -------

@@ -286,7 +286,9 @@ def _concurrent_fits(X, y, y_refit, estimator):
     first = _outputs(clf, X)
     _check_answers(answers, [None, first])
     assert n_during > 0 and any(isinstance(a, NotFittedError) for _, a in answers)
-    answers, n_during = _predict_while(lambda: clf.set_params(random_state=1).fit(X, y_refit), clf, X)
+    answers, n_during = _predict_while(
+        lambda: clf.set_params(random_state=1).fit(X, y_refit), clf, X
+    )
     second = _outputs(clf, X)
     _check_answers(answers, [first, second])
     assert n_during > 0 and not np.array_equal(first["predict"], second["predict"])
