@@ -25,9 +25,10 @@ from torch import nn
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
+from ._publish import train_aside
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
-from ._threads import flush_denormals, seeded_rng, torch_threads
+from ._threads import seeded_rng
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -39,21 +40,6 @@ from .schedules import LR_SCHEDULES, make_lr_schedule
 from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
-
-
-def _net_copy(net):
-    """A deep copy of the skorch ``net``, to train on while ``net`` keeps predicting.
-
-    ``copy.deepcopy(net)`` goes through skorch's pickling (``torch.save`` of
-    the module and the optimiser): 12 ms for LeNet-300-100. Its attributes,
-    copied with one memo, take ~1 ms and keep the references between them
-    (the optimiser's and ``regularized_named_``'s tensors are the module's).
-    Finished epochs of the history are shared: training only appends rows.
-    """
-    net_copy = object.__new__(type(net))
-    memo = {id(net): net_copy, **{id(row): row for row in net.history[:-1]}}
-    net_copy.__dict__ = copy.deepcopy(vars(net), memo)
-    return net_copy
 
 
 #: History entries holding one value per layer or group: too wide for the log.
@@ -166,17 +152,15 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         -------
         self : estimator
             With ``warm_start`` and a fitted estimator, training continues
-            from the fitted weights, masks and optimiser state. The new
-            network is trained aside and published when training ends:
-            meanwhile, predictions (from other threads) use the previous fit,
-            or raise ``NotFittedError`` before the first. If training is
-            interrupted or fails, the exception propagates and the estimator
-            is left as it was before the call.
+            from the fitted weights, masks and optimiser state. A copy is
+            trained and published when training ends (:mod:`skprune._publish`):
+            meanwhile predictions use the previous fit (``NotFittedError``
+            before the first), and if training fails or is interrupted the
+            estimator is left as it was.
         """
         if self.warm_start and hasattr(self, "net_"):
             return self._continue(X, y, sample_weight, None)
-        aside = self._aside(keep_fit=False)
-        return self._publish(aside._trained(aside._start, X, y, sample_weight, None))
+        return train_aside(self, "_start", X, y, sample_weight, None)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One pass (epoch) over ``X`` and ``y``, continuing the fitted network.
@@ -184,9 +168,8 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         The regularizer and threshold pruning act as in ``fit``; modes that
         need the end of training (magnitude pruning, LOBSTER, ``"after"``) and
         ``early_stopping`` raise ``ValueError``. A classifier needs ``classes``
-        (every label it will ever see) on the first call. As in ``fit``, the
-        pass trains a copy of the network (about 1 ms for LeNet-300-100),
-        published when it ends; a pass that fails leaves the estimator as it was.
+        (every label it will ever see) on the first call. As ``fit``, it
+        trains a copy (of the network: ~1 ms for LeNet-300-100) and publishes it.
 
         Returns
         -------
@@ -195,43 +178,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         if hasattr(self, "net_"):
             return self._continue(X, y, sample_weight, 1)
         self._validate_params()
-        aside = self._aside(keep_fit=False)
-        return self._publish(aside._trained(aside._start, X, y, sample_weight, 1, classes))
-
-    def _aside(self, keep_fit):
-        """A copy of this estimator to train while this one keeps predicting.
-
-        It has the same parameters; with ``keep_fit`` also the fitted
-        attributes, ``net_`` copied (training changes it in place), else none.
-        """
-        aside = object.__new__(type(self))
-        aside.__dict__ = dict(vars(self))
-        if keep_fit:
-            aside.net_ = _net_copy(self.net_)
-        else:
-            aside._forget_fit()
-        return aside
-
-    def _publish(self, trained):
-        """Make the state of ``trained`` (from :meth:`_aside`) this estimator's, in one step.
-
-        One assignment of ``__dict__``: a prediction, which reads ``__dict__``
-        once (:meth:`_fitted_view`), sees the previous fit or this one, never a
-        mix. Parameters set from another thread during the fit are not kept.
-        """
-        self.__dict__ = trained.__dict__
-        return self
-
-    def _fitted_view(self):
-        """This estimator as it is now, unchanged by a fit that publishes later."""
-        view = object.__new__(type(self))
-        view.__dict__ = self.__dict__
-        return view
-
-    def _trained(self, train, *args):
-        """``train(*args)`` with one torch thread and denormals flushed (see skprune._threads)."""
-        with torch_threads(), flush_denormals():
-            return train(*args)
+        return train_aside(self, "_start", X, y, sample_weight, 1, classes)
 
     def _start(self, X, y, sample_weight, epochs, classes=None):
         """A new training: checks, parts and net, then ``epochs`` epochs (None: all)."""
@@ -258,12 +205,14 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
     def _continue(self, X, y, sample_weight, epochs):
         """More epochs of the fitted network, its masks and optimiser state."""
         X, y, weight = self._validate_fit_data(X, y, sample_weight, reset=False)
-        aside = self._aside(keep_fit=True)
-        seed = aside.net_.seed + len(aside.history_)  # a new validation split each call
-        train, valid = aside._split(X, y, weight, seed, aside.net_.device)
+        return train_aside(self, "_more_epochs", X, y, weight, epochs, keep_fit=True)
+
+    def _more_epochs(self, X, y, weight, epochs):
+        seed = self.net_.seed + len(self.history_)  # a new validation split each call
+        train, valid = self._split(X, y, weight, seed, self.net_.device)
         if valid is not None:
-            aside.net_.train_split = predefined_split(Dataset(*valid))
-        return self._publish(aside._trained(aside._run, train, epochs))
+            self.net_.train_split = predefined_split(Dataset(*valid))
+        return self._run(train, epochs)
 
     def _run(self, train, epochs):
         train_net(self, self.net_, *train, epochs)  # the stacked engine (K = 1) or skorch's loop

@@ -294,8 +294,8 @@ def _fast_tensor(estimator, X):
 def predict_outputs(estimator, X):
     """The network's outputs (float64 ndarray) for the input ``X`` of a fitted estimator.
 
-    ``estimator`` is read as one state: pass ``estimator._fitted_view()`` when
-    a ``fit`` may publish a new one meanwhile.
+    ``estimator`` is read as one state: pass ``fitted_view(estimator)``
+    (:mod:`skprune._publish`) when a ``fit`` may publish a new one meanwhile.
     """
     tensor = _fast_tensor(estimator, X)
     if tensor is None:

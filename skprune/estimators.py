@@ -13,6 +13,7 @@ from torch import nn
 from . import _inference
 from ._base import BaseSparseNet
 from ._net import SparseNet, SparseNetRegression
+from ._publish import fitted_view
 
 __all__ = ["SparseNetClassifier", "SparseNetRegressor"]
 
@@ -276,14 +277,13 @@ Neural network classifier trained for accuracy *and* sparsity.
 
         Computed in float64 by a form of the network made once (compacted
         after :meth:`sparsify`), so that a sample's probabilities do not
-        depend on the other samples passed with it. A ``fit`` running in
-        another thread does not change it until that fit ends.
+        depend on the other samples passed with it, from the last finished fit.
         """
-        return _inference.softmax(_inference.predict_outputs(self._fitted_view(), X))
+        return _inference.softmax(_inference.predict_outputs(fitted_view(self), X))
 
     def predict(self, X):
         """Predicted class labels (of the type seen in ``fit``)."""
-        fitted = self._fitted_view()  # labels and probabilities of the same fit
+        fitted = fitted_view(self)  # labels and probabilities of the same fit
         proba = fitted.predict_proba(X)
         return fitted.classes_[np.argmax(proba, axis=1)]
 
@@ -373,10 +373,9 @@ Neural network regressor trained for accuracy *and* sparsity.
 
         Computed in float64 by a form of the network made once (compacted
         after :meth:`sparsify`), so that a sample's prediction does not depend
-        on the other samples passed with it. A ``fit`` running in another
-        thread does not change it until that fit ends.
+        on the other samples passed with it, from the last finished fit.
         """
-        fitted = self._fitted_view()  # the network and the scaling of the same fit
+        fitted = fitted_view(self)  # the network and the scaling of the same fit
         # Rounded to float32, the precision of the weights: the dense and the
         # compacted forms (sparsify) then give the same values, not 1 ulp apart.
         out = _inference.predict_outputs(fitted, X).astype(np.float32).astype(np.float64)
