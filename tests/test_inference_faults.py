@@ -116,8 +116,10 @@ _CHANGES = [
 
 def _module_proba(module, X):
     """What the module itself predicts now (float32, through its own hooks)."""
+    device = next(module.parameters()).device
     with torch.no_grad():
-        return torch.softmax(module.eval()(torch.as_tensor(X)), dim=1).double().numpy()
+        out = module.eval()(torch.as_tensor(X, device=device))
+        return torch.softmax(out, dim=1).double().cpu().numpy()
 
 
 @pytest.mark.parametrize("sparsified", [False, True], ids=["dense", "sparsified"])
@@ -149,6 +151,35 @@ def test_sparsified_form_follows_a_switch_and_back(fitted):
     sparse = clf.sparsify().predict_proba(X)
     np.testing.assert_allclose(clf.densify().predict_proba(X), sparse, rtol=0, atol=1e-5)
     assert np.abs(sparse - dense).max() > 1e-2
+
+
+@pytest.mark.parametrize("sparsified", [False, True], ids=["dense", "sparsified"])
+def test_predict_proba_follows_weights_on_device(blobs, device, sparsified):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=2, random_state=0, device=device).fit(X, y)
+    clf = clf.sparsify() if sparsified else clf
+    before = clf.predict_proba(X)
+    for change in (_in_place_on_data, _load_state_dict_assign):
+        change(clf.net_.module_)
+        np.testing.assert_allclose(
+            clf.predict_proba(X), _module_proba(clf.net_.module_, X), rtol=0, atol=1e-5
+        )
+    assert np.abs(clf.predict_proba(X) - before).max() > 1e-3
+
+
+def test_partial_fit_trains_a_copy_of_the_network(blobs, device):
+    X, y = blobs
+    clf = SparseNetClassifier(max_epochs=1, random_state=0, device=device).fit(X, y)
+    net, history = clf.net_, clf.history_
+    weights = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    clf.partial_fit(X, y)
+    assert clf.net_ is not net and len(history) == 1 and len(clf.history_) == 2
+    for k, v in net.module_.state_dict().items():
+        assert torch.equal(v, weights[k])  # the published network is never trained
+    params = set(clf.net_.module_.parameters())
+    trained = [p for group in clf.net_.optimizer_.param_groups for p in group["params"]]
+    assert params == set(trained)  # the optimiser steps the copy's own weights
+    assert all(layer.weight in params for _, layer in clf.net_.regularized_named_)
 
 
 # -- sparsify() on modules that are not analysed ------------------------------
