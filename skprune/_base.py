@@ -41,7 +41,6 @@ from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
 
-
 #: History entries holding one value per layer or group: too wide for the log.
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 
