@@ -25,9 +25,10 @@ from torch import nn
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import SparsityHistory
+from ._publish import train_aside
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
-from ._threads import flush_denormals, seeded_rng, torch_threads
+from ._threads import seeded_rng
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -150,13 +151,15 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         -------
         self : estimator
             With ``warm_start`` and a fitted estimator, training continues
-            from the fitted weights, masks and optimiser state. If training is
-            interrupted or fails, the exception propagates and the estimator
-            is left unfitted.
+            from the fitted weights, masks and optimiser state. A copy is
+            trained and published when training ends (:mod:`skprune._publish`):
+            meanwhile predictions use the previous fit (``NotFittedError``
+            before the first), and if training fails or is interrupted the
+            estimator is left as it was.
         """
         if self.warm_start and hasattr(self, "net_"):
             return self._continue(X, y, sample_weight, None)
-        return self._guarded(self._start, X, y, sample_weight, None)
+        return train_aside(self, "_start", X, y, sample_weight, None)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One pass (epoch) over ``X`` and ``y``, continuing the fitted network.
@@ -164,7 +167,8 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         The regularizer and threshold pruning act as in ``fit``; modes that
         need the end of training (magnitude pruning, LOBSTER, ``"after"``) and
         ``early_stopping`` raise ``ValueError``. A classifier needs ``classes``
-        (every label it will ever see) on the first call.
+        (every label it will ever see) on the first call. As ``fit``, it
+        trains a copy (of the network: ~1 ms for LeNet-300-100) and publishes it.
 
         Returns
         -------
@@ -173,17 +177,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         if hasattr(self, "net_"):
             return self._continue(X, y, sample_weight, 1)
         self._validate_params()
-        return self._guarded(self._start, X, y, sample_weight, 1, classes)
-
-    def _guarded(self, train, *args):
-        """Run ``train``; on any exception (``KeyboardInterrupt`` too) forget the fit."""
-        try:
-            # One thread by default and denormals flushed: see skprune._threads.
-            with torch_threads(), flush_denormals():
-                return train(*args)
-        except BaseException:
-            self._forget_fit()
-            raise
+        return train_aside(self, "_start", X, y, sample_weight, 1, classes)
 
     def _start(self, X, y, sample_weight, epochs, classes=None):
         """A new training: checks, parts and net, then ``epochs`` epochs (None: all)."""
@@ -210,12 +204,14 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
     def _continue(self, X, y, sample_weight, epochs):
         """More epochs of the fitted network, its masks and optimiser state."""
         X, y, weight = self._validate_fit_data(X, y, sample_weight, reset=False)
+        return train_aside(self, "_more_epochs", X, y, weight, epochs, keep_fit=True)
+
+    def _more_epochs(self, X, y, weight, epochs):
         seed = self.net_.seed + len(self.history_)  # a new validation split each call
         train, valid = self._split(X, y, weight, seed, self.net_.device)
         if valid is not None:
             self.net_.train_split = predefined_split(Dataset(*valid))
-        # Bad input above leaves the fitted model as it was; a failed pass does not.
-        return self._guarded(self._run, train, epochs)
+        return self._run(train, epochs)
 
     def _run(self, train, epochs):
         train_net(self, self.net_, *train, epochs)  # the stacked engine (K = 1) or skorch's loop
@@ -226,7 +222,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         return self
 
     def _forget_fit(self):
-        """Remove what a fit that did not finish has set: no half-trained model is kept."""
+        """Remove the fitted attributes (those ending in ``_``)."""
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 

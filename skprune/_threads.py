@@ -60,7 +60,32 @@ def get_torch_threads():
     """The threads skprune trains with: an int, or None for torch's own setting."""
     n = _setting["n"]
     if n is _UNSET:
-        return int(os.environ.get("SKPRUNE_TORCH_THREADS", 1))
+        return _threads_from_env(os.environ.get("SKPRUNE_TORCH_THREADS"))
+    return n
+
+
+def _threads_from_env(value):
+    """The integer >= 1 in ``SKPRUNE_TORCH_THREADS`` (``value``; None when unset gives 1).
+
+    Read at use, so that a bad value fails every fit and prediction with a
+    message naming the variable, not with ``int()``'s.
+
+    Examples
+    --------
+    >>> _threads_from_env(None), _threads_from_env(" 4 ")
+    (1, 4)
+    """
+    if value is None:
+        return 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(
+            "The environment variable SKPRUNE_TORCH_THREADS must be an integer >= 1. "
+            f"Got {value!r} instead."
+        )
     return n
 
 

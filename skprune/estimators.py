@@ -14,6 +14,7 @@ from . import _inference
 from ._base import BaseSparseNet
 from ._mlp_bridge import MLPBridgeMixin
 from ._net import SparseNet, SparseNetRegression
+from ._publish import fitted_view
 
 __all__ = ["SparseNetClassifier", "SparseNetRegressor"]
 
@@ -277,14 +278,15 @@ Neural network classifier trained for accuracy *and* sparsity.
 
         Computed in float64 by a form of the network made once (compacted
         after :meth:`sparsify`), so that a sample's probabilities do not
-        depend on the other samples passed with it.
+        depend on the other samples passed with it, from the last finished fit.
         """
-        return _inference.softmax(_inference.predict_outputs(self, X))
+        return _inference.softmax(_inference.predict_outputs(fitted_view(self), X))
 
     def predict(self, X):
         """Predicted class labels (of the type seen in ``fit``)."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        fitted = fitted_view(self)  # labels and probabilities of the same fit
+        proba = fitted.predict_proba(X)
+        return fitted.classes_[np.argmax(proba, axis=1)]
 
 
 class SparseNetRegressor(MLPBridgeMixin, RegressorMixin, BaseSparseNet):
@@ -372,13 +374,14 @@ Neural network regressor trained for accuracy *and* sparsity.
 
         Computed in float64 by a form of the network made once (compacted
         after :meth:`sparsify`), so that a sample's prediction does not depend
-        on the other samples passed with it.
+        on the other samples passed with it, from the last finished fit.
         """
+        fitted = fitted_view(self)  # the network and the scaling of the same fit
         # Rounded to float32, the precision of the weights: the dense and the
         # compacted forms (sparsify) then give the same values, not 1 ulp apart.
-        out = _inference.predict_outputs(self, X).astype(np.float32).astype(np.float64)
-        y = out * self.target_scale_ + self.target_mean_
-        return y.ravel() if self._y_1d else y
+        out = _inference.predict_outputs(fitted, X).astype(np.float32).astype(np.float64)
+        y = out * fitted.target_scale_ + fitted.target_mean_
+        return y.ravel() if fitted._y_1d else y
 
 
 def _with_class_weight(signature):

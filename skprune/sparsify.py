@@ -14,18 +14,19 @@ network that computes the same function with less work:
 
 The built-in ``"mlp"``/``"lenet300"`` (:class:`~skprune.models.MLP`) and
 ``"lenet5"`` (:class:`~skprune.models.LeNet5`) are compacted this way. Other
-modules (``"vgg"``, user modules) cannot be analysed: their ``nn.Linear``
-layers become CSR by the same rule in a float64 copy, and no unit is removed.
+modules (``"vgg"``, user modules, a built-in one with user hooks) cannot be
+analysed: their ``nn.Linear`` layers without hooks become CSR by the same rule
+in a float64 copy that needs no gradients, and no unit is removed.
 The trained module itself is never changed, so :meth:`densify` restores it
-exactly.
+exactly. The compacted form is made from the module's current weights, and
+made again when they change (:func:`skprune._inference.inference_form`).
 """
-
-import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
-from ._inference import InferenceNet, Op, inference_form, to_csr
+from ._inference import InferenceNet, Op, copy_module, inference_form, to_csr
 from .models import MLP, LeNet5
 
 __all__ = [
@@ -200,21 +201,58 @@ class CSRLinear(nn.Module):
 
 
 def _csr_copy(module):
-    """A float64 copy of ``module`` whose sparse ``nn.Linear`` layers are CSR."""
-    module = copy.deepcopy(module).to(torch.float64).eval()
+    """A float64 copy of ``module`` whose sparse ``nn.Linear`` layers are CSR.
+
+    A layer with hooks of its own keeps them and stays as it is. The copy
+    needs no gradients: prediction reads its outputs as numpy arrays.
+    """
+    module = copy_module(module).to(torch.float64).eval().requires_grad_(False)
     for name, layer in list(module.named_modules()):
-        if isinstance(layer, nn.Linear) and use_csr(layer.weight.detach()):
+        if isinstance(layer, nn.Linear) and not _hooks(layer) and use_csr(layer.weight.detach()):
             parent, _, child = name.rpartition(".")
             setattr(module.get_submodule(parent) if parent else module, child, CSRLinear(layer))
     return module
 
 
+def _hooks(layer):
+    return [*layer._forward_pre_hooks.values(), *layer._forward_hooks.values()]
+
+
+def _pruning_applied(module):
+    """``module``, or a copy of it with its ``torch.nn.utils.prune`` masks made permanent.
+
+    A pruned layer's ``weight`` is an attribute that its forward pre-hook
+    computes from ``weight_orig`` and ``weight_mask``; read outside a forward
+    it may be stale. :func:`torch.nn.utils.prune.remove` computes it afresh.
+    """
+    if not any(map(_pruning_hooks, module.modules())):
+        return module
+    module = copy_module(module)
+    for sub in module.modules():
+        for hook in _pruning_hooks(sub):
+            prune.remove(sub, hook._tensor_name)
+    return module
+
+
+def _pruning_hooks(sub):
+    hooks = sub._forward_pre_hooks.values()
+    return [hook for hook in hooks if isinstance(hook, prune.BasePruningMethod)]
+
+
 @torch.no_grad()
 def compact(module):
-    """The float64 inference form of a trained ``module`` (see the module docs)."""
-    if type(module) is MLP:
+    """The float64 inference form of a trained ``module`` (see the module docs).
+
+    Built from the module's current weights (with ``torch.nn.utils.prune``'s
+    masks applied); the prediction cache builds it again when they change. A
+    built-in module with hooks of the user's is not analysed: its hooks would
+    be lost.
+    """
+    module = _pruning_applied(module)
+    hooked = any(_hooks(sub) for sub in module.modules())
+    if type(module) is MLP and not hooked:
         return _compact_mlp(module)
-    if type(module) is LeNet5:
+    if type(module) is LeNet5 and not hooked:
         return _compact_lenet5(module)
     return _csr_copy(module)
 
@@ -267,7 +305,9 @@ class SparsifyMixin:
 
         In place; ``density_``, ``layer_density_`` and ``history_`` still
         describe the trained network, and ``fit`` starts from it again. See
-        :mod:`skprune.sparsify` for what is compacted.
+        :mod:`skprune.sparsify` for what is compacted. Weights changed
+        afterwards (in place, by ``load_state_dict`` or
+        ``torch.nn.utils.prune``) are compacted again at the next prediction.
 
         Returns
         -------

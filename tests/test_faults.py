@@ -242,16 +242,17 @@ def test_fit_interrupt_propagates_and_leaves_unfitted(blobs, tmp_path, hook, n):
     assert not hasattr(clf, "history_")
 
 
-def test_fit_interrupt_keeps_earlier_fit_off(blobs, tmp_path):
+def test_fit_interrupt_keeps_the_earlier_fit(blobs, tmp_path):
     X, y = blobs
     plan = tmp_path / "plan"
     clf = SparseNetClassifier(max_epochs=2, random_state=0, callbacks=[InterruptAt(plan)])
-    clf.fit(X, y)
+    before = clf.fit(X, y).predict_proba(X)
+    net, history = clf.net_, clf.history_
     _write_plan(plan, "epoch", 1)
     with pytest.raises(KeyboardInterrupt):
-        clf.fit(X, y)
-    with pytest.raises(NotFittedError):
-        clf.predict(X)
+        clf.set_params(random_state=1).fit(X, y)
+    assert clf.net_ is net and clf.history_ is history
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
 
 
 @pytest.mark.parametrize("seed", range(3))

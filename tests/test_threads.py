@@ -135,3 +135,14 @@ def test_flush_denormals_keeps_the_callers_flushing():
     finally:
         torch.set_flush_denormal(False)
     assert not _threads._flushing()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "", "2.5"])
+def test_torch_threads_bad_environment_variable_names_it(blobs, monkeypatch, value):
+    monkeypatch.setattr(_threads, "_setting", {"n": _threads._UNSET})
+    clf = SparseNetClassifier(max_epochs=1).fit(*blobs)
+    monkeypatch.setenv("SKPRUNE_TORCH_THREADS", value)
+    match = rf"SKPRUNE_TORCH_THREADS must be an integer >= 1\. Got {value!r} instead\."
+    for call in [get_torch_threads, lambda: clf.predict(blobs[0]), lambda: clf.fit(*blobs)]:
+        with pytest.raises(ValueError, match=match):
+            call()
