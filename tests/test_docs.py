@@ -209,3 +209,38 @@ def test_run_block_requires_the_error_a_block_shows():
         run_block("raise KeyError('k')\n# ValueError: no", {}, "page:1")
     with pytest.raises(pytest.fail.Exception):
         run_block("x = 1\n# ValueError: no", {}, "page:1")
+
+
+def _check_pages():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_pages", ROOT / "docs" / "check_pages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_pages_finds_raw_tex_outside_code_only():
+    check = _check_pages()
+    page = check.parse(
+        '<p>loss <span class="math">\\(E(w)\\)</span></p><pre>re.escape("\\(")</pre>'
+        '<div class="math"><mjx-container>J</mjx-container></div><script>"$$"</script>'
+    )
+    assert len(check.raw_tex(page)) == 1 and "E(w)" in check.raw_tex(page)[0]
+    assert (page.math, page.math_typeset) == (2, 1)
+
+
+def test_check_pages_flags_network_resources_and_bad_images(tmp_path):
+    check = _check_pages()
+    (tmp_path / "good.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(8))
+    (tmp_path / "bad.png").write_bytes(b"<html>")
+    (tmp_path / "page.html").write_text(
+        '<script src="https://cdn.example/mathjax.js"></script><a href="https://x.org">x</a>'
+        '<img src="good.png"><img src="bad.png"><img src="gone.png">'
+    )
+    failures = check.check_files(tmp_path)
+    assert failures == [
+        "page.html: loads https://cdn.example/mathjax.js from the network",
+        "page.html: image bad.png is not a png file",
+        "page.html: image gone.png is missing",
+    ]
