@@ -109,7 +109,7 @@ def is_illustration(caption, code):
 def _your_data(page):
     """Small stand-ins for the data a page calls ``X``, ``y``, ``X_test``, ...
 
-    Classification pages get 300 of scikit-learn's digits upscaled to 28x28
+    Classification pages get 160 of scikit-learn's digits (120 to fit, 40 to test) upscaled to 28x28
     images (``(n, 1, 28, 28)``, as MNIST), so that ``"lenet5"`` and the MLPs
     both take them; the regression page gets the diabetes split it describes.
     """
