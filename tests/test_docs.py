@@ -13,7 +13,8 @@ Three rules, visible to readers too:
   "Illustration only" is not run.
 * A block that shows an error as a comment, ``# FloatingPointError: ...``, must
   raise that error.
-* Doctest blocks (``>>>``) are left to ``--doctest-glob`` (``extending.rst``).
+* Doctest blocks (``>>>``) run as doctests of their page: ``make docs-check``
+  doctests every page (``--doctest-glob='*.rst'``), ``make test`` extending.rst.
 
 A page that loads MNIST-10k (``mnist_10k_split()``) skips without its files.
 
