@@ -67,3 +67,18 @@ format: setup
 
 clean:
 	rm -rf $(VENV) $(OLDEST) docs/_build docs/auto_examples docs/gen_modules .pytest_cache
+
+# The docs as a reader offline gets them: build with -W, run every Python block of the README and
+# the pages (tests/test_docs.py, slow pages too; >>> blocks as doctests), then open three pages in
+# headless Chromium with the network blocked; fails on raw TeX, an untypeset formula, a broken
+# image or a resource from the network (docs/check_pages.py; screenshots in docs/_build/check).
+# Installs Debian's chromium if missing (as root).
+.PHONY: docs-check
+docs-check: setup
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	rm -rf docs/_build/html
+	SCIPY_ARRAY_API=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	SCIPY_ARRAY_API=1 $(PY) -m pytest -v tests/test_docs.py docs/extending.rst docs/user_guide \
+		--override-ini="addopts=-ra --doctest-glob=*.rst" \
+		-o doctest_optionflags="ELLIPSIS NORMALIZE_WHITESPACE"
+	$(PY) docs/check_pages.py docs/_build/html --out docs/_build/check

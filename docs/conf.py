@@ -18,6 +18,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax 3.2.2 shipped in a wheel and copied into _static/mathjax: formulas
+    # typeset with no network (Sphinx's default loads MathJax from a CDN).
+    "sphinx-mathjax-offline",
     "sphinx.ext.intersphinx",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -42,6 +45,8 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "min_reported_time": 1000,
+    # The execution-time pages load jQuery and DataTables from a CDN.
+    "write_computation_times": False,
 }
 
 intersphinx_mapping = {}

@@ -11,6 +11,7 @@ target, and the multiplier (right axis): it grows while the constraint is
 violated and stops growing once it holds.
 """
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 
@@ -29,3 +30,4 @@ print(f"target 0.3, reached density {clf.density_:.3f}")
 # %%
 ax = plot_constraint_history(clf)
 ax.set_title("Digits, MLP, hard-concrete gates: density ≤ 0.3")
+plt.show()

@@ -9,6 +9,7 @@ weights after every epoch, for the whole network and for each regularised
 layer (``history_`` keys ``density`` and ``layer_density``).
 """
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 
@@ -26,3 +27,4 @@ print(f"final density {clf.density_:.3f}: {clf.layer_density_}")
 # layer (100 × 10) keeps more, since every class needs some evidence.
 ax = plot_density_history(clf)
 ax.set_title("Digits, MLP 64-100-10, ℓ1 (λ = 2e-3) + batchwise pruning")
+plt.show()

@@ -12,6 +12,7 @@ bundled digits.
 
 import warnings
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -54,3 +55,4 @@ print(
 # stays on the front as an extreme but is never the knee.
 ax = plot_pareto(search)
 ax.set_title("Digits, MLP: bisection knee search")
+plt.show()

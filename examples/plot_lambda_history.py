@@ -9,6 +9,7 @@ direction of minimum norm (eq. 15). :func:`~skprune.plotting.plot_lambda_history
 draws λ* per step and its running mean over an epoch — Fig. 8 of the paper.
 """
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 
@@ -27,3 +28,4 @@ print(f"{len(clf.lambda_history_)} steps, mean λ* {clf.lambda_history_.mean():.
 # and the regulariser gains weight once the network fits the data.
 ax = plot_lambda_history(clf)
 ax.set_title("Digits, MLP, MAdam: λ* per step")
+plt.show()

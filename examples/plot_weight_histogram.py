@@ -8,6 +8,7 @@ shows the distribution of the weights left, per regularised layer, on a log
 count scale; the pruned zeros are counted in the legend.
 """
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 
@@ -25,3 +26,4 @@ clf.fit(X / 16.0, y)
 # weights, spread wider and flatter, since every class needs some evidence.
 ax = plot_weight_histogram(clf)
 ax.set_title(f"Non-zero weights after training (density {clf.density_:.2f})")
+plt.show()
