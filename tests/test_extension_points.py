@@ -66,11 +66,6 @@ def test_package_has_no_import_cycle_counting_imports_inside_functions():
     assert _cycle(graph) is None
 
 
-def test_every_module_is_at_most_400_lines():
-    lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
-    assert {name: n for name, n in lengths.items() if n > 400} == {}
-
-
 def test_only_the_estimators_import_the_registry():
     importers = {p.stem for p in PACKAGE.glob("*.py") if "registry" in _imports(p)}
     assert importers <= {"_base", "search", "estimators"}
