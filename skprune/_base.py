@@ -35,7 +35,7 @@ from .optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
 from .pruning import Pruner
 from .registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
 from .regularizers import Regularizer
-from .schedules import LR_SCHEDULES, make_lr_schedule
+from .schedules import LR_SCHEDULES, make_lr_schedule, resolve_lr
 from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
@@ -58,7 +58,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         "loss_tolerance": [Interval(Real, 0, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(OPTIMIZERS.keys()), type],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions(LR_SCHEDULES.keys()), None],
         "lr_final": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -88,7 +88,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         loss_tolerance=0.05,
         patience=5,
         optimizer="adam",
-        lr=1e-3,
+        lr="auto",
         lr_schedule=None,
         lr_final=None,
         batch_size=32,
@@ -321,7 +321,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
             module,
             criterion=self._criterion,
             optimizer=optimizer,
-            lr=self.lr,
+            lr=resolve_lr(self),
             max_epochs=self.max_epochs + (pruner.extra_epochs if pruner is not None else 0),
             batch_size=self.batch_size,
             train_split=predefined_split(Dataset(*valid)) if valid else None,
