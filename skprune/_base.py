@@ -17,14 +17,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-from skorch.callbacks import PrintLog
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
-from ._net import SparsityHistory
+from ._net import PrintLog, SparsityHistory
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
 from ._threads import flush_denormals, seeded_rng, torch_threads
