@@ -7,7 +7,6 @@ targets are (:meth:`BaseSparseNet._encode_targets`), which skorch net trains
 """
 
 import copy
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -27,6 +26,7 @@ from ._net import PrintLog, SparsityHistory
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
 from ._threads import flush_denormals, seeded_rng, torch_threads
+from ._user_warnings import CollapseWarning, warn_user
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -359,12 +359,11 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         self.layer_density_ = summary["layer_density"]
         self.objectives_ = (float(self.history_[-1, self._loss_key]), summary["penalty"])
         if self.n_weights_ and not self.n_nonzero_:
-            warnings.warn(
+            warn_user(  # at the user's line, from fit or from the engine alike
                 f"Every regularised weight is zero: the network collapsed at lam={self.lam}"
                 f" with threshold={self.threshold}. Lower lam or threshold, or use "
                 "ParetoSearchCV to find the knee of the trade-off.",
-                UserWarning,
-                stacklevel=5,
+                CollapseWarning,
             )
 
     def _record_iterations(self):
