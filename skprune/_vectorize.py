@@ -55,8 +55,9 @@ def vectorize_reason(search, estimator, fit_params):
         return "cv shuffles without a random_state, so its folds are not known in advance"
     if isinstance(estimator, Pipeline):
         last = estimator.steps[-1][0]
-        if search.param_name_ != f"{last}__lam":
-            return f"param_name={search.param_name_!r} is not the lam of the last step {last!r}"
+        name = search.param_name or f"{last}__lam"  # None: the last step's (_search_params)
+        if name != f"{last}__lam":
+            return f"param_name={name!r} is not the lam of the last step {last!r}"
         estimator = estimator.steps[-1][1]
     try:
         return unstackable_reason(estimator)
