@@ -101,6 +101,31 @@ def test_search_collapse_warns_once_at_the_callers_line(blobs, vectorize):
     assert "lam in [0.5, 0.9]" in str(collapses[0].message)
 
 
+_TWO_JOBS = """
+import numpy as np, sys
+from sklearn.datasets import make_classification
+from skprune import ParetoSearchCV, SparseNetClassifier
+X, y = make_classification(n_samples=120, n_features=8, n_informative=5, n_classes=3,
+                           random_state=0)
+clf = SparseNetClassifier(max_epochs=15, lr=0.02, threshold=0.05, random_state=0, device="cpu")
+ParetoSearchCV(clf, strategy="grid", lambdas=[1e-4, 0.9], cv=2, n_jobs=2,
+               vectorize=sys.argv[1] == "1").fit(X.astype(np.float32), y)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vectorize", ["0", "1"])
+def test_search_collapse_warns_once_with_two_jobs(vectorize):
+    # A fresh process: joblib's workers print their own warnings to its stderr.
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _TWO_JOBS, vectorize], capture_output=True, text=True, check=True
+    )
+    assert run.stderr.count("CollapseWarning") == 1 and "in 2 of 4 fits" in run.stderr
+
+
 # -- no colour codes in redirected logs ---------------------------------------------
 
 
