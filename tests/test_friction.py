@@ -196,3 +196,10 @@ def test_smgd_trains_digits_at_the_default_lr(digits):
     X_train, X_test, y_train, y_test = digits
     clf = SparseNetClassifier(optimizer="smgd", random_state=0).fit(X_train, y_train)
     assert clf.score(X_test, y_test) > 0.9  # 0.50 at lr=1e-3, 0.97 at "auto" (0.1)
+
+
+def test_ignored_parameter_warning_points_at_the_callers_line(blobs):
+    X, y = blobs
+    with pytest.warns(UserWarning, match="'target_density' parameter") as caught:
+        SparseNetClassifier(target_density=0.5, max_epochs=1).fit(X, y)
+    assert caught[0].filename == __file__
