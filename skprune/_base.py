@@ -7,7 +7,6 @@ targets are (:meth:`BaseSparseNet._encode_targets`), which skorch net trains
 """
 
 import copy
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,18 +16,18 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-from skorch.callbacks import PrintLog
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
-from ._net import SparsityHistory
+from ._net import PrintLog, SparsityHistory
 from ._publish import train_aside
 from ._routing import RoutedParams
 from ._stopping import check_stopping, stopping_callbacks
 from ._threads import seeded_rng
+from ._user_warnings import CollapseWarning, warn_user
 from ._validation import resolve_device
 from .engine import train_net
 from .models import BUILTIN_MODULES
@@ -36,7 +35,7 @@ from .optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
 from .pruning import Pruner
 from .registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
 from .regularizers import Regularizer
-from .schedules import LR_SCHEDULES, make_lr_schedule
+from .schedules import LR_SCHEDULES, make_lr_schedule, resolve_lr
 from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
@@ -59,7 +58,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         "loss_tolerance": [Interval(Real, 0, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(OPTIMIZERS.keys()), type],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions(LR_SCHEDULES.keys()), None],
         "lr_final": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -89,7 +88,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         loss_tolerance=0.05,
         patience=5,
         optimizer="adam",
-        lr=1e-3,
+        lr="auto",
         lr_schedule=None,
         lr_final=None,
         batch_size=32,
@@ -317,7 +316,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
             module,
             criterion=self._criterion,
             optimizer=optimizer,
-            lr=self.lr,
+            lr=resolve_lr(self),
             max_epochs=self.max_epochs + (pruner.extra_epochs if pruner is not None else 0),
             batch_size=self.batch_size,
             train_split=predefined_split(Dataset(*valid)) if valid else None,
@@ -356,12 +355,11 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         self.layer_density_ = summary["layer_density"]
         self.objectives_ = (float(self.history_[-1, self._loss_key]), summary["penalty"])
         if self.n_weights_ and not self.n_nonzero_:
-            warnings.warn(
+            warn_user(  # at the user's line, from fit or from the engine alike
                 f"Every regularised weight is zero: the network collapsed at lam={self.lam}"
                 f" with threshold={self.threshold}. Lower lam or threshold, or use "
                 "ParetoSearchCV to find the knee of the trade-off.",
-                UserWarning,
-                stacklevel=5,
+                CollapseWarning,
             )
 
     def _record_iterations(self):

@@ -5,7 +5,6 @@ All of them run at the top of ``fit``, before the first training step, except
 """
 
 import math
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -14,6 +13,7 @@ from sklearn.base import is_classifier
 from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
 
+from ._user_warnings import warn_user
 from .optim import MultiObjectiveOptimizer
 
 __all__ = ["check_params", "check_parts", "check_module", "check_split", "DivergenceCheck"]
@@ -58,11 +58,9 @@ def check_parts(estimator, regularizer, pruner, optimizer, part_defaults):
     for name, default in part_defaults.items():
         value = getattr(estimator, name)
         if name not in used and value != default:
-            warnings.warn(
+            warn_user(
                 f"The '{name}' parameter ({value!r}) is ignored with "
-                f"regularizer={estimator.regularizer!r} and pruning={estimator.pruning!r}.",
-                UserWarning,
-                stacklevel=6,
+                f"regularizer={estimator.regularizer!r} and pruning={estimator.pruning!r}."
             )
 
 
@@ -171,11 +169,9 @@ def check_split(estimator, y):
             "more data."
         )
     if counts[counts > 0].min() < 2:
-        warnings.warn(
+        warn_user(
             "A class has a single sample, so the validation split (validation_fraction="
-            f"{fraction!r}) cannot be stratified; it is drawn at random.",
-            UserWarning,
-            stacklevel=6,
+            f"{fraction!r}) cannot be stratified; it is drawn at random."
         )
         return None
     return y

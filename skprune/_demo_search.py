@@ -47,6 +47,7 @@ def demo_search(
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    from ._user_warnings import CollapseWarning
     from .estimators import SparseNetClassifier
     from .search import ParetoSearchCV
 
@@ -71,7 +72,7 @@ def demo_search(
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # collapsed candidates warn
+        warnings.simplefilter("ignore", CollapseWarning)  # the table shows them
         search.fit(X_train, y_train)
     _print_front(search, file)
     knee = search.knee_
@@ -88,7 +89,7 @@ def demo_search(
 
 def _print_front(search, file):
     results = search.cv_results_
-    lam = results[f"param_{search.param_name}"]
+    lam = results[f"param_{search.param_name_}"]
     print(f"{'lambda':>9} {'cv loss':>8} {'cv acc':>7} {'density':>8}  front", file=file)
     for row in sorted(range(len(lam)), key=lambda r: float(lam[r])):
         mark = "knee" if row == search.knee_["cv_index"] else ""

@@ -10,16 +10,19 @@ Two things differ from a plain skorch net:
 """
 
 import math
+import re
+import sys
 
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
+from skorch.callbacks import PrintLog as _SkorchPrintLog
 
 from .metrics import count_nonzero, layer_density, regularized_layers
 from .optim import MultiObjectiveOptimizer
 from .pruning import StopTraining
 
-__all__ = ["TensorBatches", "SparseNet", "SparseNetRegression", "SparsityHistory"]
+__all__ = ["TensorBatches", "SparseNet", "SparseNetRegression", "SparsityHistory", "PrintLog"]
 
 _EVAL_BATCH_SIZE = 1024
 
@@ -62,6 +65,30 @@ class TensorBatches:
         for start in range(0, n, size):
             idx = order[start : start + size]
             yield self._batch(lambda t, idx=idx: t.index_select(0, idx))
+
+
+class PrintLog(_SkorchPrintLog):
+    """skorch's epoch table, coloured only on a terminal.
+
+    skorch colours the best value of each column with ANSI codes, which
+    redirected logs (a file, a CI log, a notebook's captured output) show as
+    ``\x1b[32m``. Colours are kept when the table is printed to a terminal.
+    """
+
+    def format_row(self, row, key, color):
+        text = super().format_row(row, key, color)
+        if isinstance(text, str) and not _colour_terminal(self.sink):
+            return _ANSI.sub("", text)
+        return text
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _colour_terminal(sink):
+    """Whether ``sink`` prints to a terminal: ``print`` to an interactive ``sys.stdout``."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    return sink is print and isatty is not None and isatty()
 
 
 class _SparseTraining:

@@ -144,13 +144,17 @@ def knee_record(results, summary, scoring, rule_name, fold_lams):
     return record
 
 
-def print_progress(results, scoring, param_name, n_new, n_done, budget):
-    """One line per λ of the last ``n_new`` rows of ``results`` (``verbose > 0``)."""
+def print_progress(results, scoring, param_name, n_new, n_done, n_round):
+    """One line per λ of the last ``n_new`` rows of ``results`` (``verbose > 0``).
+
+    It counts the λ trained so far, not out of the budget: an adaptive
+    strategy may stop before spending it.
+    """
     loss, density, _ = cv_objectives(results, scoring)
     lam = results[f"param_{param_name}"]
     for j, row in enumerate(range(len(loss) - n_new, len(loss))):
         print(
-            f"[ParetoSearchCV] {n_done + j + 1}/{budget} lam={float(lam[row]):.3g} "
-            f"loss={loss[row]:.4f} density={density[row]:.4f}",
+            f"[ParetoSearchCV] round {n_round}, lambda #{n_done + j + 1}: "
+            f"lam={float(lam[row]):.3g} loss={loss[row]:.4f} density={density[row]:.4f}",
             flush=True,
         )

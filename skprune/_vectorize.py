@@ -36,6 +36,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_method_params
 
 from ._candidate import fit_key, store_or_warn
@@ -55,8 +56,9 @@ def vectorize_reason(search, estimator, fit_params):
         return "cv shuffles without a random_state, so its folds are not known in advance"
     if isinstance(estimator, Pipeline):
         last = estimator.steps[-1][0]
-        if search.param_name != f"{last}__lam":
-            return f"param_name={search.param_name!r} is not the lam of the last step {last!r}"
+        name = search.param_name or f"{last}__lam"  # None: the last step's (_search_params)
+        if name != f"{last}__lam":
+            return f"param_name={name!r} is not the lam of the last step {last!r}"
         estimator = estimator.steps[-1][1]
     try:
         return unstackable_reason(estimator)
@@ -95,9 +97,9 @@ class RoundTrainer:
             self.prefit.update(_train(todo, self.X, self.y, self.memory, self.unwritable, True))
             return
         stacks = [[todo[i] for i in chunk] for chunk in np.array_split(range(len(todo)), n)]
-        joblib.Parallel(n_jobs=n, pre_dispatch=self.search.pre_dispatch)(
-            joblib.delayed(_train)(stack, self.X, self.y, self.memory, self.unwritable)
-            for stack in stacks
+        # scikit-learn's Parallel: the workers get the config and warning filters.
+        Parallel(n_jobs=n, pre_dispatch=self.search.pre_dispatch)(
+            delayed(_train)(stack, self.X, self.y, self.memory, self.unwritable) for stack in stacks
         )
 
     def _pairs(self, params):

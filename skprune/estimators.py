@@ -82,8 +82,8 @@ _PARAMETERS = """\
         optimisers of Reiners §3.2 (:mod:`skprune.optim`): they ignore ``lam``
         and pick at every step the λ of the steepest common descent direction
         of E and Ω (eq. 15), recorded in ``lambda_history_``.
-    lr : float > 0, default=1e-3
-        Learning rate (the starting rate under ``lr_schedule``).
+    lr : float > 0 or "auto", default="auto"
+        Starting rate (under ``lr_schedule``); ``"auto"``: 0.1 for ``"sgd"``, ``"smgd"``, else 1e-3.
     lr_schedule : {"sigmoid"} or None, default=None
         ``"sigmoid"``: the rate falls smoothly from ``lr`` to ``lr_final``,
         dropping around 75 % of ``max_epochs`` (Reiners §6.1); the rate of

@@ -77,7 +77,7 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
     ax = _axes(ax)
     loss, density, omega = cv_objectives(search.cv_results_, search.scoring)
     points = np.column_stack([loss, density if search.complexity == "density" else omega])
-    lam = np.asarray(search.cv_results_[f"param_{search.param_name}"], dtype=float)
+    lam = np.asarray(search.cv_results_[f"param_{search.param_name_}"], dtype=float)
     dominated = ~search.cv_results_["pareto_optimal"]
     front, knee = search.pareto_front_, search.knee_
     if dominated.any():

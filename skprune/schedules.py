@@ -7,9 +7,24 @@ maps the names ``lr_schedule`` accepts to factories of such callbacks.
 
 import math
 
+import torch
 from skorch.callbacks import Callback
 
-__all__ = ["sigmoid_lr", "SigmoidLR", "LR_SCHEDULES", "resolve_lr_final", "make_lr_schedule"]
+from .optim import SMGD
+
+__all__ = [
+    "sigmoid_lr",
+    "SigmoidLR",
+    "LR_SCHEDULES",
+    "resolve_lr",
+    "resolve_lr_final",
+    "make_lr_schedule",
+]
+
+#: ``lr="auto"`` for plain gradient steps (SGD, SMGD) and for the adaptive optimisers.
+#: On digits (64-100-10, 30 epochs, seeds 0-2) SMGD and SGD reach 37-59 % test
+#: accuracy at 1e-3 and 96-97 % at 0.1; Adam, MAdam and MRMSProp 97-98 % at 1e-3.
+_PLAIN_STEP_LR, _ADAPTIVE_LR = 0.1, 1e-3
 
 
 def sigmoid_lr(epoch, max_epochs, lr_start, lr_end):
@@ -76,6 +91,22 @@ class SigmoidLR(Callback):
         net.history.record("lr", lr)
 
 
+def resolve_lr(estimator):
+    """The starting rate: ``lr``, or for ``lr="auto"`` one its ``optimizer`` trains at.
+
+    ``"auto"`` is 0.1 for the optimisers that take plain gradient steps
+    (``"sgd"``, ``"smgd"``, and subclasses of their classes), 1e-3 for the
+    others (Adam, RMSprop, their multi-objective twins, any other class).
+    """
+    if not isinstance(estimator.lr, str):
+        return estimator.lr
+    spec = estimator.optimizer
+    plain = spec in ("sgd", "smgd") or (
+        isinstance(spec, type) and issubclass(spec, (torch.optim.SGD, SMGD))
+    )
+    return _PLAIN_STEP_LR if plain else _ADAPTIVE_LR
+
+
 def resolve_lr_final(estimator):
     """The final rate of a schedule: ``lr_final``, or ``lr / 10`` when None.
 
@@ -84,19 +115,19 @@ def resolve_lr_final(estimator):
     ValueError
         If ``lr_final`` is above ``lr`` (a schedule here only decreases).
     """
-    lr_final = getattr(estimator, "lr_final", None)
+    lr_final, lr = getattr(estimator, "lr_final", None), resolve_lr(estimator)
     if lr_final is None:
-        return estimator.lr / 10
-    if lr_final > estimator.lr:
+        return lr / 10
+    if lr_final > lr:
         raise ValueError(
             f"The 'lr_final' parameter of {type(estimator).__name__} must not exceed "
-            f"lr={estimator.lr!r} (the schedule decreases the rate). Got {lr_final!r} instead."
+            f"lr={lr!r} (the schedule decreases the rate). Got {lr_final!r} instead."
         )
     return lr_final
 
 
 def _sigmoid(estimator):
-    return SigmoidLR(estimator.lr, resolve_lr_final(estimator))
+    return SigmoidLR(resolve_lr(estimator), resolve_lr_final(estimator))
 
 
 #: name -> factory(estimator) -> skorch callback setting the rate every epoch

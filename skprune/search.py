@@ -22,6 +22,8 @@ from ._objectives import (
     standard_error,
     summarize,
 )
+from ._search_params import check_needed_params, extra_keys, searched_param
+from ._user_warnings import collapses_silenced, warn_collapsed_fits
 from ._vectorize import vectorized
 from ._warm_start import add_warm_start, warm_folder
 from .registry import KNEE_RULES, STRATEGIES
@@ -50,8 +52,9 @@ class ParetoSearchCV(BaseSearchCV):
     estimator : estimator
         A :class:`~skprune.SparseNetClassifier` (or a pipeline ending in one):
         whatever reports ``density_`` and ``objectives_`` after ``fit``.
-    param_name : str, default="lam"
-        The parameter searched (``"clf__lam"`` inside a pipeline).
+    param_name : str or None, default=None
+        The parameter searched. None: ``"lam"``, or inside a pipeline its last
+        step's (``"sparsenetregressor__lam"`` after ``make_pipeline``).
     strategy : {"grid", "dichotomic", "stochastic_dichotomic", "bisection"} \
             or SearchStrategy, default="bisection"
         Which λ to train (:mod:`skprune.strategies`): ``"grid"`` trains every
@@ -136,7 +139,9 @@ class ParetoSearchCV(BaseSearchCV):
         ``rank_test_*`` (density and Ω ranked ascending), ``sem_test_score``
         (the standard error of the mean score: sample standard deviation over
         the folds divided by √n_folds), fit times, and ``pareto_optimal``.
-        ``params`` holds ``{param_name: λ}``.
+        ``params`` holds ``{param_name_: λ}``.
+    param_name_ : str
+        The parameter searched: ``param_name``, or the one found for None.
     pareto_front_ : ndarray of shape (n_points, 2)
         Non-dominated ``(loss, complexity)`` rows, by increasing complexity.
     pareto_index_ : ndarray of int
@@ -149,7 +154,7 @@ class ParetoSearchCV(BaseSearchCV):
         ``"one_se"`` using the standard errors over all folds) and ``"stability"`` (the share of
         folds whose knee is at ``"lam"``).
     best_index_, best_params_, best_score_ :
-        The knee's row, ``{param_name: λ}``, and its mean ``test_score``.
+        The knee's row, ``{param_name_: λ}``, and its mean ``test_score``.
     best_estimator_ : estimator
         Refit on all data at the knee's λ (when ``refit``).
     lambdas_ : ndarray of shape (n_lambdas,)
@@ -181,7 +186,7 @@ class ParetoSearchCV(BaseSearchCV):
             if k not in ("scoring", "refit")
         },
         "estimator": [HasMethods(["fit", "get_params"])],
-        "param_name": [str],
+        "param_name": [str, None],
         "strategy": [StrOptions(set(STRATEGIES)), SearchStrategy],
         "lambdas": ["array-like", None],
         "budget": [Interval(Integral, 2, None, closed="left"), None],
@@ -201,7 +206,7 @@ class ParetoSearchCV(BaseSearchCV):
         self,
         estimator,
         *,
-        param_name="lam",
+        param_name=None,
         strategy="bisection",
         lambdas=None,
         budget=None,
@@ -263,6 +268,7 @@ class ParetoSearchCV(BaseSearchCV):
         with (
             warm_folder(self.warm_start, self.memory) as self._warm_folder,
             vectorized(self, estimator, X, y, params) as self._train_round,
+            collapses_silenced(),  # one warning for the whole search, below
         ):
             # BaseSearchCV clones ``self.estimator`` for every fit; the stand-in
             # adds the on-disk cache (see _vectorize). An exception drops the copy.
@@ -274,18 +280,12 @@ class ParetoSearchCV(BaseSearchCV):
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.estimator
         self._set_front(self.cv_results_, last_round)
+        warn_collapsed_fits(self)
         return self
 
     def _check_search_params(self):
-        names, owner = self.estimator.get_params(), type(self.estimator).__name__
-        needs = {"param_name": self.param_name, **self._extra_keys()}
-        for option, param in needs.items():
-            if param not in names:
-                raise ValueError(
-                    f"The {option!r} parameter of ParetoSearchCV needs the estimator's "
-                    f"parameter {param!r}, but {owner} has no parameter {param!r}; its "
-                    f"parameters are {sorted(names)}."
-                )
+        self.param_name_ = searched_param(self.estimator, self.param_name)
+        check_needed_params(self.estimator, {"param_name": self.param_name_, **self._extra_keys()})
         if self.devices is not None and not self.devices:
             raise ValueError("The 'devices' parameter of ParetoSearchCV must not be empty.")
         spec = self.strategy
@@ -293,17 +293,8 @@ class ParetoSearchCV(BaseSearchCV):
         self._strategy = strategy.initialize(self.lambdas, self.budget, self.random_state)
 
     def _extra_keys(self):
-        """Estimator parameters the search sets besides λ: epochs and device."""
-        prefix = self.param_name.rpartition("__")[0]
-        prefix = prefix + "__" if prefix else ""
-        keys = {}
-        if self.search_epochs is not None:
-            keys["search_epochs"] = prefix + "max_epochs"
-        if self.devices is not None:
-            keys["devices"] = prefix + "device"
-        if self.warm_start:
-            keys["warm_start"] = prefix + "callbacks"
-        return keys
+        """Estimator parameters the search sets besides λ: epochs, device, callbacks."""
+        return extra_keys(self.param_name_, self.search_epochs, self.devices, self.warm_start)
 
     # -- the scorers: both objectives per (λ, fold) ---------------------------
 
@@ -315,23 +306,24 @@ class ParetoSearchCV(BaseSearchCV):
 
     def _run_search(self, evaluate_candidates):
         # Each round's front and knee are computed once, in _format_results.
-        strategy, tried = self._strategy, []
+        strategy, tried, n_round = self._strategy, [], 0
         budget, batch = strategy.budget_, strategy.first()
         while True:
             batch = [lam for lam in dict.fromkeys(map(float, batch)) if lam not in tried]
             batch = batch[: budget - len(tried)]
             if not batch:
                 break
-            self._evaluate(evaluate_candidates, batch, tried, budget)
+            n_round += 1
+            self._evaluate(evaluate_candidates, batch, tried, n_round)
             tried += batch
             batch = strategy.propose(self._round)
 
-    def _evaluate(self, evaluate_candidates, batch, done, budget):
+    def _evaluate(self, evaluate_candidates, batch, done, n_round):
         """Train ``batch`` (λ values) after ``done`` (those of earlier rounds)."""
         extra, n_done = self._extra_keys(), len(done)
         candidates = []
         for i, lam in enumerate(batch):
-            candidate = {self.param_name: float(lam)}
+            candidate = {self.param_name_: float(lam)}
             if "search_epochs" in extra:
                 candidate[extra["search_epochs"]] = self.search_epochs
             if "devices" in extra:
@@ -341,11 +333,11 @@ class ParetoSearchCV(BaseSearchCV):
         if self.warm_start:
             key = extra["warm_start"]
             own = list(self.estimator.get_params()[key] or [])
-            more = add_warm_start(candidates, done, self.param_name, key, own, self._warm_folder)
+            more = add_warm_start(candidates, done, self.param_name_, key, own, self._warm_folder)
         self._train_round(candidates)  # vectorize: the pairs trained together, into the cache
         results = evaluate_candidates(candidates, more_results=more)
         if self.verbose > 0:
-            print_progress(results, self.scoring, self.param_name, len(batch), n_done, budget)
+            print_progress(results, self.scoring, self.param_name_, len(batch), n_done, n_round)
 
     # -- results --------------------------------------------------------------
 
@@ -354,7 +346,7 @@ class ParetoSearchCV(BaseSearchCV):
         rule, se = self.knee, None
         if isinstance(rule, str):  # a callable takes the front alone
             rule, se = KNEE_RULES[rule], results["sem_test_score"]
-        lams = results[f"param_{self.param_name}"]
+        lams = results[f"param_{self.param_name_}"]
         return summarize(results, lams, self.scoring, self.complexity, rule, se, split)
 
     def _format_results(self, candidate_params, n_splits, out, more_results=None):
