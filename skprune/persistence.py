@@ -467,7 +467,9 @@ def _build_estimator(doc, names):
     for key, base in (("module", nn.Module), ("optimizer", torch.optim.Optimizer)):
         value = getattr(estimator, key)
         if isinstance(value, type) and not issubclass(value, base):
-            raise ValueError(f"the parameter {key!r} names {value!r}, not a {base.__name__}")
+            raise ValueError(
+                f"the parameter {key!r} names {value!r}, not a subclass of {base.__name__}"
+            )
     return estimator
 
 
