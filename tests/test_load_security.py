@@ -114,7 +114,9 @@ def guarded(monkeypatch):
 
         return call
 
-    monkeypatch.setattr(subprocess, "Popen", record("Popen"))
+    # A class, as the real Popen: a file's class path can still resolve to it.
+    popen = type("Popen", (), {"__init__": lambda self, *a, **k: record("Popen")(*a, **k)})
+    monkeypatch.setattr(subprocess, "Popen", popen)
     monkeypatch.setattr(os, "system", record("os.system"))
     monkeypatch.setattr(os, "popen", record("os.popen"))
     return calls
