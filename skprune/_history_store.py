@@ -112,7 +112,7 @@ def _unpack_rows(doc, tensors, prefix, field):
     names = [f"{prefix}.{j}" for j in range(len(spec))]
     columns = [_checked_column(tensors, n, item, field) for n, item in zip(names, spec)]
     # Every stored row holds a number or some JSON: a file cannot claim 10^9 empty rows.
-    covered = max([len(rest), *(len(values) for _, values in columns)])
+    covered = len(rest) + sum(len(values) for _, values in columns)
     if not 0 <= n_rows <= covered:
         raise ValueError(f"{field} claims {n_rows} rows but holds values for {covered}")
     rows = [{} for _ in range(n_rows)]

@@ -171,9 +171,9 @@ def test_history_columns_keep_types_gaps_and_odd_values():
     from skprune._history_store import pack_history, unpack_history
 
     rows = [
-        {"batches": [{"loss": 1.5}], "epoch": 1, "best": True, "lr": 0.1, "note": "x"},
+        {"batches": [{"loss": 1.5}, {"valid": 2.5}], "epoch": 1, "best": True, "lr": 0.1},
         {"batches": [{"loss": float("nan"), "n": 3}], "epoch": 2, "lr": 2, "d": {"a": 1.0}},
-        {"epoch": 3, "d": {}, "event_x": None, "big": 2**70},
+        {"epoch": 3, "d": {}, "event_x": None, "big": 2**70, "note": "x"},
     ]
     doc, tensors = pack_history(rows, "full")
     back = unpack_history(doc, tensors, "h")
