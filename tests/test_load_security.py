@@ -469,3 +469,12 @@ def test_craft_gives_a_loadable_file_when_nothing_changes(good, tmp_path):
     doc, tensors = unpack(good)
     path = craft(tmp_path / "same.skp", copy.deepcopy(doc), tensors)
     assert skprune.load(path).get_params() == skprune.load(good).get_params()
+
+
+def test_load_reads_a_format_1_file_with_its_history_as_json(good, tmp_path):
+    doc, tensors = unpack(good)
+    history = list(skprune.load(good).history_)
+    doc["history"] = history
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("history.")}
+    path = craft(tmp_path / "v1.skp", doc, tensors, version="1")
+    assert list(skprune.load(path).history_) == history
