@@ -63,7 +63,7 @@ FORMAT_VERSION = "2"
 _READABLE_VERSIONS = ("1", "2")
 
 #: A file may describe a module at most this many times its own size in bytes
-#: (a 0.05 %-dense network still loads); a larger claim is refused before
+#: (a 0.1 %-dense network still loads); a larger claim is refused before
 #: anything is allocated.
 MAX_MODULE_EXPANSION = 1000
 
