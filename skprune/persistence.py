@@ -313,7 +313,8 @@ def write_atomic(path, data):
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
-            os.fchmod(file.fileno(), mode)
+            if hasattr(os, "fchmod"):  # mkstemp makes it 0o600; keep the usual mode
+                os.fchmod(file.fileno(), mode)
             os.fsync(file.fileno())
         os.replace(side, path)
     except BaseException:  # KeyboardInterrupt too: never leave the side file behind
