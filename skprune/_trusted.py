@@ -43,16 +43,24 @@ def _estimators():
 
 
 def _parts():
-    """Modules, regularizers, pruners, gates, schedules, callbacks and optimisers of skprune."""
+    """Modules, regularizers, pruners, gates, schedules, callbacks and optimisers of skprune.
+
+    Listed here by hand, not taken from the registry (which only the estimators
+    import); a test checks that every registered part is listed.
+    """
     from skorch import callbacks
 
     from ._checks import DivergenceCheck
     from ._net import SparsityHistory
     from ._stopping import EarlyStopping
+    from .constrained import HardConcrete
     from .gates import HardConcreteGate
+    from .lobster import LOBSTER, LobsterPruning
+    from .magnitude import MagnitudePruning
     from .models import MLP, LeNet5, VGGLike
-    from .optim import LambdaHistory
-    from .registry import OPTIMIZERS, PRUNERS, REGULARIZERS
+    from .optim import SMGD, LambdaHistory, MAdam, MRMSProp
+    from .pruning import ThresholdPruning
+    from .regularizers import L0, L1, L2, L2L0
     from .schedules import SigmoidLR
 
     torch_names = [
@@ -62,7 +70,9 @@ def _parts():
     ]
     return [
         MLP, LeNet5, VGGLike, HardConcreteGate,
-        *REGULARIZERS.values(), *(cls for cls, _ in PRUNERS.values()), *OPTIMIZERS.values(),
+        L1, L2, L0, L2L0, LOBSTER, HardConcrete,
+        ThresholdPruning, MagnitudePruning, LobsterPruning,
+        SMGD, MAdam, MRMSProp,
         SigmoidLR, LambdaHistory, SparsityHistory, DivergenceCheck, EarlyStopping,
         callbacks.EarlyStopping, callbacks.LRScheduler, callbacks.GradientNormClipping,
         *(cls for cls in torch_names if cls is not None),

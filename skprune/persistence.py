@@ -36,14 +36,9 @@ and renames it over the target, so that an interrupted or failed save leaves
 the old file as it was.
 """
 
-import contextlib
-import errno
-import hashlib
 import json
-import math
 import os
 import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -53,6 +48,15 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._history_store import HISTORY_MODES, pack_history, unpack_history
+from ._json_codec import decode, encode
+from ._module_checks import (
+    check_fitted_attributes,
+    check_output,
+    check_state,
+    expected_state,
+    fill_module,
+)
+from ._safetensors_file import checksum, parse_header, raw_bytes, read_bytes, views, write_atomic
 from ._trusted import Names, class_path
 from ._validation import resolve_device
 from .sparsify import is_sparsified, sparsify
@@ -70,94 +74,6 @@ MAX_MODULE_EXPANSION = 1000
 #: Fitted attributes that are not learned data but needed to predict.
 _PRIVATE_STATE = ("_input_shape", "_y_1d")
 _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_\Z")
-
-_TENSOR_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
-    "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
-    "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
-}  # fmt: skip
-#: JSON-stored arrays: strings of bounded width, objects, or numbers.
-_ARRAY_KINDS = "USObiuf"
-
-
-def _class_path(cls):
-    return class_path(cls)
-
-
-def _encode(value, name):
-    """JSON form of a parameter or attribute; tuples, classes and odd dicts are tagged."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (np.generic, torch.device)):
-        return value.item() if isinstance(value, np.generic) else str(value)
-    if isinstance(value, tuple):
-        return {"__tuple__": [_encode(v, name) for v in value]}
-    if isinstance(value, list):
-        return [_encode(v, name) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"__dict__": {k: _encode(v, name) for k, v in value.items()}}
-    if isinstance(value, dict):  # class_weight={0: 2.0}: keys that JSON cannot hold
-        return {"__items__": [[_encode(k, name), _encode(v, name)] for k, v in value.items()]}
-    if isinstance(value, type):
-        return {"__class__": _class_path(value)}
-    if isinstance(value, np.ndarray) and value.dtype.kind in "USO":
-        return {"__array__": value.dtype.str, "values": [_encode(v, name) for v in value]}
-    raise ValueError(
-        f"skprune.save cannot store {name}={value!r}: it stores numbers, strings, "
-        "tuples, lists, dicts, string arrays and classes, not instances (an nn.Module "
-        "or a part instance cannot be rebuilt; pass its class or name with "
-        "<param>__<arg>=... instead)."
-    )
-
-
-def _decode(value, names, field):
-    """The value ``_encode`` stored; classes resolve through ``names`` only."""
-    if isinstance(value, list):
-        return [_decode(v, names, field) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1 and "__tuple__" in value and isinstance(value["__tuple__"], list):
-        return tuple(_decode(v, names, field) for v in value["__tuple__"])
-    if len(value) == 1 and isinstance(value.get("__dict__"), dict):
-        return {k: _decode(v, names, f"{field}[{k!r}]") for k, v in value["__dict__"].items()}
-    if len(value) == 1 and isinstance(value.get("__items__"), list):
-        return _decode_items(value["__items__"], names, field)
-    if len(value) == 1 and "__class__" in value:
-        return names.resolve(value["__class__"], field)
-    if set(value) == {"__array__", "values"} and isinstance(value["values"], list):
-        return _decode_array(value, field)
-    raise ValueError(f"{field} holds an unknown tagged value {str(value)[:80]!r}")
-
-
-def _decode_items(items, names, field):
-    pairs = [_decode(item, names, field) for item in items]
-    if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
-        raise ValueError(f"{field} holds a malformed dict")
-    keys = [k for k, _ in pairs]
-    if not all(k is None or isinstance(k, (bool, int, float, str)) for k in keys):
-        raise ValueError(f"{field} holds a dict key that is not a number or a string")
-    return dict(pairs)
-
-
-def _decode_array(value, field):
-    """A string or object array of a bounded dtype: ``<U250000000`` would be 4 GB per item."""
-    try:
-        dtype = np.dtype(value["__array__"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{field} has an array dtype {value['__array__']!r}: {exc}") from None
-    items = value["values"]
-    if not all(v is None or isinstance(v, (bool, int, float, str)) for v in items):
-        raise ValueError(f"{field} holds an array with nested values")
-    longest = max((len(v) for v in items if isinstance(v, str)), default=1)
-    width = dtype.itemsize // (4 if dtype.kind == "U" else 1)
-    too_wide = dtype.kind in "US" and width > max(longest, 1) * 4 + 64
-    if dtype.kind not in _ARRAY_KINDS or dtype.itemsize > 8 and dtype.kind in "biuf" or too_wide:
-        raise ValueError(
-            f"{field} has the array dtype {dtype.str!r}; allowed are bool, int, uint and "
-            f"float of at most 8 bytes, objects, and strings at most 4x+64 their longest "
-            f"value ({longest} characters)"
-        )
-    return np.array(items, dtype=dtype)
 
 
 def _sparse_parts(name, tensor):
@@ -188,10 +104,10 @@ def _collect(estimator, history):
         if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             tensors[f"attr.{name}"] = torch.from_numpy(np.ascontiguousarray(value))
         else:
-            attributes[name] = _encode(value, name)
+            attributes[name] = encode(value, name)
     doc = {
-        "estimator": _class_path(type(estimator)),
-        "params": {k: _encode(v, k) for k, v in estimator.get_params(deep=False).items()},
+        "estimator": class_path(type(estimator)),
+        "params": {k: encode(v, k) for k, v in estimator.get_params(deep=False).items()},
         "attributes": attributes,
         "history": None,
         "state": state,
@@ -210,19 +126,6 @@ def _plain_history(estimator):
         raise ValueError(f"skprune.save cannot store {obj!r} found in history_")
 
     return json.loads(json.dumps(list(estimator.history_), default=default))
-
-
-def _checksum(payload, chunks):
-    """SHA-256 over the JSON, then each tensor's name and raw bytes in name order."""
-    digest = hashlib.sha256(payload.encode())
-    for name in sorted(chunks):
-        digest.update(name.encode())
-        digest.update(chunks[name])
-    return digest.hexdigest()
-
-
-def _raw(tensor):
-    return tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 def _check_saveable(estimator, history):
@@ -281,142 +184,18 @@ def save(estimator, path, *, history="epochs"):
         "format": "skprune",
         "format_version": FORMAT_VERSION,
         "skprune": payload,
-        "sha256": _checksum(payload, {k: _raw(t) for k, t in tensors.items()}),
+        "sha256": checksum(payload, {k: raw_bytes(t) for k, t in tensors.items()}),
     }
     write_atomic(path, save_tensors(tensors, metadata=metadata))
-
-
-def _umask():
-    try:
-        with open("/proc/self/status") as status:
-            line = next(x for x in status if x.startswith("Umask:"))
-        return int(line.split()[1], 8)
-    except (OSError, StopIteration, ValueError):
-        return 0o022
-
-
-def write_atomic(path, data):
-    """Write ``data`` to ``path`` through a side file: the old file or the new, never half.
-
-    The side file is made in ``path``'s folder (so the rename stays on one file
-    system), flushed and fsynced, then ``os.replace``-d over ``path``, and the
-    folder is fsynced so that the rename itself survives a power cut.
-    """
-    path = os.path.abspath(os.fspath(path))
-    folder, name = os.path.split(path)
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, side = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            if hasattr(os, "fchmod"):  # mkstemp makes it 0o600; keep the usual mode
-                os.fchmod(file.fileno(), mode)
-            os.fsync(file.fileno())
-        os.replace(side, path)
-    except BaseException:  # KeyboardInterrupt too: never leave the side file behind
-        with contextlib.suppress(OSError):
-            os.unlink(side)
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # a folder cannot be opened on every platform (Windows)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems refuse fsync on a folder
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
 
 
 # -- reading ---------------------------------------------------------------------
 
 
-def _read_bytes(path):
-    with open(path, "rb") as file:
-        data = bytearray(os.fstat(file.fileno()).st_size)
-        if file.readinto(data) != len(data):
-            raise ValueError("the file changed while it was read")
-    return data
-
-
-def _parse_header(data):
-    """(metadata, {name: (dtype, shape, start, end)}) of a safetensors file, all checked."""
-    if len(data) < 8:
-        raise ValueError("the file is truncated: it has no safetensors header")
-    size = int.from_bytes(data[:8], "little")
-    if size > len(data) - 8:
-        raise ValueError(f"the file is truncated: its header claims {size} bytes")
-    try:
-        header = json.loads(bytes(data[8 : 8 + size]))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"its safetensors header is not JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise ValueError("its safetensors header is not a JSON object")
-    meta = header.pop("__metadata__", None)
-    if not isinstance(meta, dict):
-        raise ValueError(
-            "it has no safetensors metadata ('__metadata__'): it is not a skprune file "
-            "(skprune.save writes the estimator's description there)"
-        )
-    body, entries = len(data) - 8 - size, {}
-    for name, entry in header.items():
-        entries[name] = _tensor_entry(name, entry, body, 8 + size)
-    spans = sorted((start, end) for _, _, start, end in entries.values())
-    if any(a[1] > b[0] for a, b in zip(spans[:-1], spans[1:])):
-        raise ValueError("two tensors of its header overlap")
-    return meta, entries
-
-
-def _tensor_entry(name, entry, body, base):
-    """A header entry's (dtype, shape, start, end), its size checked against the file."""
-    entry = entry if isinstance(entry, dict) else {}
-    dtype = _TENSOR_DTYPES.get(entry.get("dtype"))
-    shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    ok = (
-        dtype is not None
-        and isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
-        and isinstance(offsets, list) and len(offsets) == 2
-        and all(type(n) is int for n in offsets) and 0 <= offsets[0] <= offsets[1] <= body
-    )  # fmt: skip
-    if not ok:
-        raise ValueError(f"the tensor {name!r} has a malformed header entry {str(entry)[:200]}")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes != offsets[1] - offsets[0]:
-        raise ValueError(
-            f"the tensor {name!r} claims shape {shape} ({nbytes} bytes) but the file holds "
-            f"{offsets[1] - offsets[0]} bytes for it"
-        )
-    return dtype, tuple(shape), base + offsets[0], base + offsets[1]
-
-
-def _views(data, entries):
-    """The tensors as views of ``data``: nothing is copied or allocated per tensor."""
-    tensors = {}
-    for name, (dtype, shape, start, end) in entries.items():
-        if start == end:
-            tensors[name] = torch.empty(shape, dtype=dtype)
-        elif start % dtype.itemsize:
-            raise ValueError(f"the tensor {name!r} is not aligned in the file")
-        else:
-            flat = torch.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=start)
-            tensors[name] = flat.reshape(shape)
-    return tensors
-
-
 def _read(path):
     """(JSON document, tensors, file size) of a skprune file, checked before any allocation."""
-    data = _read_bytes(path)
-    meta, entries = _parse_header(data)
+    data = read_bytes(path)
+    meta, entries = parse_header(data)
     if meta.get("format") != "skprune":
         raise ValueError("not a skprune file (its metadata has no format 'skprune')")
     if meta.get("format_version") not in _READABLE_VERSIONS:
@@ -426,13 +205,13 @@ def _read(path):
         raise ValueError("its metadata lacks the 'skprune' document or its 'sha256'")
     view = memoryview(data)
     chunks = {name: view[start:end] for name, (_, _, start, end) in entries.items()}
-    if _checksum(payload, chunks) != digest:
+    if checksum(payload, chunks) != digest:
         raise ValueError("its checksum does not match: the file was changed or damaged")
     try:
         doc = json.loads(payload)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"its 'skprune' document is not JSON ({exc})") from None
-    return _checked_doc(doc), _views(data, entries), len(data)
+    return _checked_doc(doc), views(data, entries), len(data)
 
 
 _DOC_FIELDS = {
@@ -459,7 +238,7 @@ def _build_estimator(doc, names):
     for key, value in doc["params"].items():
         if not key.isidentifier():
             raise ValueError(f"the parameter name {key!r} is not an identifier")
-        params[key] = _decode(value, names, f"the parameter {key!r}")
+        params[key] = decode(value, names, f"the parameter {key!r}")
     try:
         estimator = cls(**params)
         estimator._validate_params()  # module="os.system": a clear message, not a KeyError
@@ -476,121 +255,19 @@ def _build_estimator(doc, names):
 
 def _set_attributes(estimator, doc, tensors, names):
     for name, value in doc["attributes"].items():
-        estimator.__dict__[_attribute_name(name)] = _decode(value, names, f"the field {name!r}")
+        estimator.__dict__[_attribute_name(name)] = decode(value, names, f"the field {name!r}")
     for key in (k for k in tensors if k.startswith("attr.")):
         tensor = tensors[key]
         if tensor.dtype == torch.bfloat16:
             raise ValueError(f"the tensor {key!r} has a dtype numpy cannot hold")
         estimator.__dict__[_attribute_name(key[len("attr.") :])] = tensor.numpy().copy()
-    _check_fitted_attributes(estimator)
+    check_fitted_attributes(estimator)
 
 
 def _attribute_name(name):
     if not (_ATTRIBUTE_NAME.match(name) or name in _PRIVATE_STATE) or name in ("net_", "history_"):
         raise ValueError(f"the file sets the attribute {name!r}, which is no fitted attribute")
     return name
-
-
-def _check_fitted_attributes(estimator):
-    n_features = getattr(estimator, "n_features_in_", None)
-    if type(n_features) is not int or n_features < 1:
-        raise ValueError(f"the field 'n_features_in_' is {n_features!r}, not a positive int")
-    shape = getattr(estimator, "_input_shape", (n_features,))
-    if not (isinstance(shape, tuple) and all(type(n) is int and n > 0 for n in shape)
-            and math.prod(shape) == n_features):  # fmt: skip
-        raise ValueError(
-            f"the field '_input_shape' ({shape!r}) does not hold {n_features} features"
-        )
-    classes = getattr(estimator, "classes_", None)
-    if classes is not None and not (
-        isinstance(classes, np.ndarray) and classes.ndim == 1 and len(classes) >= 1
-    ):
-        raise ValueError("the field 'classes_' is not a non-empty 1-D array")
-    outputs = getattr(estimator, "n_outputs_", 1)
-    if type(outputs) is not int or outputs < 1:
-        raise ValueError(f"the field 'n_outputs_' is {outputs!r}, not a positive int")
-
-
-def _expected_state(estimator):
-    """The module's ``state_dict`` built on torch's ``meta`` device: shapes, no memory."""
-    try:
-        module, kwargs = estimator._resolve_module()
-        with torch.device("meta"):
-            return dict(module(**kwargs).state_dict())
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"its parameters do not build a module ({exc})") from None
-
-
-def _check_state(doc_state, tensors, expected, file_size):
-    """Every module tensor against its stored form, before the module is allocated."""
-    if set(doc_state) != set(expected):
-        missing, extra = (
-            sorted(set(expected) - set(doc_state)),
-            sorted(set(doc_state) - set(expected)),
-        )
-        raise ValueError(
-            f"the field 'state' does not match the module: missing {missing}, extra {extra}"
-        )
-    module_bytes = sum(t.numel() * t.element_size() for t in expected.values())
-    if module_bytes > MAX_MODULE_EXPANSION * file_size:
-        raise ValueError(
-            f"its module would take {module_bytes} bytes, more than {MAX_MODULE_EXPANSION} "
-            f"times the file's {file_size} (skprune.persistence.MAX_MODULE_EXPANSION)"
-        )
-    for key, entry in doc_state.items():
-        field, target = f"the tensor for state {key!r}", expected[key]
-        if not isinstance(entry, dict) or entry.get("shape") != list(target.shape):
-            raise ValueError(
-                f"{field} claims {str(entry)[:80]}; the module has shape {list(target.shape)}"
-            )
-        if entry.get("sparse") is True:
-            _check_sparse(f"module.{key}", tensors, target, field)
-        elif entry.get("sparse") is False:
-            stored = tensors.get(f"module.{key}")
-            if stored is None or stored.shape != target.shape or stored.dtype != target.dtype:
-                raise ValueError(f"{field} is missing or not a {target.dtype} tensor of its shape")
-        else:
-            raise ValueError(f"{field} has no 'sparse' flag")
-
-
-def _check_sparse(name, tensors, target, field):
-    values, index = tensors.get(f"{name}.values"), tensors.get(f"{name}.index")
-    if values is None or index is None:
-        raise ValueError(f"{field} lacks its '.values' or '.index' tensor")
-    if values.dtype != target.dtype or values.dim() != 1 or index.dtype != torch.int32:
-        raise ValueError(f"{field} needs 1-D {target.dtype} values and int32 indices")
-    if index.shape != values.shape or len(index) > target.numel():
-        raise ValueError(f"{field} has {len(index)} indices for {len(values)} values")
-    if len(index) and not (
-        int(index[0]) >= 0
-        and int(index[-1]) < target.numel()
-        and bool((index[1:] > index[:-1]).all())
-    ):
-        raise ValueError(
-            f"{field} has indices that are negative, not increasing or past its "
-            f"{target.numel()} elements"
-        )
-
-
-def _fill_module(module, doc_state, tensors):
-    """Copy the checked tensors into the freshly built module, in place."""
-    state = module.state_dict()
-    with torch.no_grad():
-        for key, entry in doc_state.items():
-            target, name = state[key], f"module.{key}"
-            if not entry["sparse"]:
-                target.copy_(tensors[name])
-                continue
-            target.zero_()
-            index = tensors[f"{name}.index"].to(target.device, torch.long)
-            target.view(-1)[index] = tensors[f"{name}.values"].to(target.device)
-
-
-def _check_output(estimator, net):
-    from ._checks import _check_output as check
-
-    X = torch.zeros((2, *getattr(estimator, "_input_shape", (estimator.n_features_in_,))))
-    check(estimator, net, X)
 
 
 def _pick_device(estimator, device):
@@ -652,14 +329,14 @@ def _load(path, device, names):
     doc, tensors, file_size = _read(path)
     estimator = _build_estimator(doc, names)
     _set_attributes(estimator, doc, tensors, names)
-    _check_state(doc["state"], tensors, _expected_state(estimator), file_size)
+    check_state(doc["state"], tensors, expected_state(estimator), file_size, MAX_MODULE_EXPANSION)
     history = None
     if doc.get("history") is not None:
         history = unpack_history(doc["history"], tensors, "the field 'history'")
     device = _pick_device(estimator, device)
     net = estimator._build_net(device, estimator._build_parts(device), 0, None).initialize()
-    _fill_module(net.module_, doc["state"], tensors)
-    _check_output(estimator, net)
+    fill_module(net.module_, doc["state"], tensors)
+    check_output(estimator, net)
     net.history = History(history or [])
     estimator.net_, estimator.history_ = net, net.history
     return sparsify(estimator) if doc["sparsified"] else estimator

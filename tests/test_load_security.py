@@ -478,3 +478,14 @@ def test_load_reads_a_format_1_file_with_its_history_as_json(good, tmp_path):
     tensors = {k: v for k, v in tensors.items() if not k.startswith("history.")}
     path = craft(tmp_path / "v1.skp", doc, tensors, version="1")
     assert list(skprune.load(path).history_) == history
+
+
+def test_every_registered_part_and_builtin_module_can_be_loaded():
+    from skprune._trusted import Names, class_path
+    from skprune.models import BUILTIN_MODULES
+    from skprune.registry import OPTIMIZERS, PRUNERS, REGULARIZERS
+
+    listed = set(Names().classes.values())
+    parts = [*REGULARIZERS.values(), *(c for c, _ in PRUNERS.values()), *OPTIMIZERS.values()]
+    modules = [BUILTIN_MODULES[name](8, 3, None)[0] for name in ("mlp", "lenet300")]
+    assert {class_path(c) for c in parts + modules if c not in listed} == set()
