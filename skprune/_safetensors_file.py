@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 
 import torch
 
@@ -38,35 +38,24 @@ def raw_bytes(tensor):
     return tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
-def _umask():
-    try:
-        with open("/proc/self/status") as status:
-            line = next(x for x in status if x.startswith("Umask:"))
-        return int(line.split()[1], 8)
-    except (OSError, StopIteration, ValueError):
-        return 0o022
-
-
 def write_atomic(path, data):
     """Write ``data`` to ``path`` through a side file: the old file or the new, never half.
 
     The side file is made in ``path``'s folder (so the rename stays on one file
     system), flushed and fsynced, then ``os.replace``-d over ``path``, and the
-    folder is fsynced so that the rename itself survives a power cut.
+    folder is fsynced so that the rename itself survives a power cut. Its name
+    is drawn before it is created, so that a Ctrl-C landing anywhere, even
+    just as the file is created, still finds it to remove.
     """
     path = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(path)
+    side = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.part")
     try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, side = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(side, flags, 0o666), "wb") as file:
             file.write(data)
             file.flush()
-            if hasattr(os, "fchmod"):  # mkstemp makes it 0o600; keep the usual mode
-                os.fchmod(file.fileno(), mode)
+            _keep_mode(path, file.fileno())
             os.fsync(file.fileno())
         os.replace(side, path)
     except BaseException:  # KeyboardInterrupt too: never leave the side file behind
@@ -74,6 +63,14 @@ def write_atomic(path, data):
             os.unlink(side)
         raise
     _fsync_folder(folder)
+
+
+def _keep_mode(path, fd):
+    """An existing file keeps its permissions (a new one gets the umask's)."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.stat(path).st_mode & 0o7777
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
 
 
 def _fsync_folder(folder):

@@ -2,7 +2,7 @@
 
 Run as ``python _save_harness.py SIGNAL ROUNDS SEED FOLDER``. Each round forks
 a child that saves model A and model B over one file, alternately and without
-end; after a random delay (0 to 3 saves' time, seeded) the parent sends
+end; once the child starts, after a random delay (0 to 2 saves' time, seeded) the parent sends
 ``SIGNAL`` (``KILL`` or ``INT``), then checks that the file loads and is the save
 of A or of B (by its checksum). Prints one JSON line of counts.
 """
@@ -41,9 +41,10 @@ def _digest(path):
     return header["__metadata__"]["sha256"]
 
 
-def _saving_child(models, target, first):
+def _saving_child(models, target, first, ready):
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the KeyboardInterrupt traceback
+        os.write(ready, b"1")
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         for i in range(10**9):
             skprune.save(models[(first + i) % 2], target)
@@ -92,11 +93,15 @@ def main(sig, rounds, seed, folder):
         skprune.save(models[r % 2], target)  # a good file to save over
         # Held until the child is in its loop: not lost in fork's own clean-up.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _saving_child(models, target, (r + 1) % 2)  # the other model first
+            _saving_child(models, target, (r + 1) % 2, ready_write)  # the other model first
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        time.sleep(rng.uniform(0, 3 * one_save))
+        os.read(ready_read, 1)  # the child is about to start saving
+        os.close(ready_read)
+        os.close(ready_write)
+        time.sleep(rng.uniform(0, 2 * one_save))
         counts["signals_repeated"] += _stop(pid, getattr(signal, f"SIG{sig}"))
         try:
             skprune.load(target)  # checks the file against its digest
