@@ -25,6 +25,7 @@ from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ._net import PrintLog, SparsityHistory
 from ._publish import train_aside
 from ._routing import RoutedParams
+from ._sparse_input import SparseInputMixin, as_rows
 from ._stopping import check_stopping, stopping_callbacks
 from ._threads import seeded_rng
 from ._user_warnings import CollapseWarning, warn_user
@@ -44,7 +45,7 @@ __all__ = ["BaseSparseNet"]
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 
 
-class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
+class BaseSparseNet(SparseInputMixin, SparsifyMixin, RoutedParams, BaseEstimator):
     """Base class of the sparse network estimators (see :class:`~skprune.SparseNetClassifier`)."""
 
     _parameter_constraints = {
@@ -140,7 +141,8 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, C, H, W)
+            A sparse matrix is densified one batch of rows at a time, never whole.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), default=None
             Per-sample weights: E becomes each batch's weighted mean loss
@@ -168,6 +170,7 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         ``early_stopping`` raise ``ValueError``. A classifier needs ``classes``
         (every label it will ever see) on the first call. As ``fit``, it
         trains a copy (of the network: ~1 ms for LeNet-300-100) and publishes it.
+        ``X`` may be a sparse matrix, as in ``fit``.
 
         Returns
         -------
@@ -232,7 +235,9 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
             self._input_shape = shape
         else:
             self._check_image_shape(shape)
-        X, y = validate_data(self, X, y, dtype=np.float32, reset=reset, **self._y_validation)
+        X, y = validate_data(
+            self, X, y, dtype=np.float32, accept_sparse="csr", reset=reset, **self._y_validation
+        )
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float32, ensure_non_negative=True
@@ -285,14 +290,8 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         return train, valid
 
     def _to_tensor(self, X):
-        """float32 tensor in the shape the module was fitted on.
-
-        Shares memory with ``X`` where it can (nothing writes to it); read-only
-        arrays, which torch cannot wrap, are copied.
-        """
-        X = np.ascontiguousarray(X)
-        X = torch.from_numpy(X) if X.flags.writeable else torch.tensor(X)
-        return X.reshape(len(X), *self._input_shape)
+        """float32 tensor (sparse ``X``: SparseRows) in the shape the module was fitted on."""
+        return as_rows(X, self._input_shape)
 
     def _build_net(self, device, parts, seed, valid):
         regularizer, pruner, (optimizer, optimizer_kwargs) = parts
@@ -389,5 +388,5 @@ class BaseSparseNet(SparsifyMixin, RoutedParams, BaseEstimator):
         check_is_fitted(self)
         X, shape = flatten_images(X)
         self._check_image_shape(shape)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = validate_data(self, X, dtype=np.float32, accept_sparse="csr", reset=False)
         return self._to_tensor(X)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ._sparse_input import chunk_rows
 from ._threads import torch_threads
 
 __all__ = [
@@ -240,15 +241,17 @@ def inference_form(net):
 
 
 def forward_outputs(net, X):
-    """The float64 inference form's outputs on the tensor ``X``, as a float64 ndarray.
+    """The float64 inference form's outputs on ``X``, by chunks of rows, as a float64 ndarray.
+
+    ``X`` is a tensor, or :class:`~skprune._sparse_input.SparseRows` (chunks of
+    at most 4 MiB densified at a time).
 
     The form's tensors need no gradient, so no autograd graph is recorded.
     """
-    entry = _entry(net)
-    chunks = []
+    entry, step, chunks = _entry(net), chunk_rows(X, _CHUNK), []
     with torch.no_grad():  # a user module may make tensors that need gradients
-        for start in range(0, len(X), _CHUNK):
-            out = entry.form(X[start : start + _CHUNK].to(entry.device, entry.dtype))
+        for start in range(0, len(X), step):
+            out = entry.form(X[start : start + step].to(entry.device, entry.dtype))
             out = out[0] if isinstance(out, tuple) else out
             chunks.append(out.double().cpu().numpy())
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)

@@ -18,6 +18,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.callbacks import PrintLog as _SkorchPrintLog
 
+from ._sparse_input import SparseRows
 from .metrics import count_nonzero, layer_density, regularized_layers
 from .optim import MultiObjectiveOptimizer
 from .pruning import StopTraining
@@ -252,7 +253,7 @@ class _SparseTraining:
 
     def get_iterator(self, dataset, training=False):
         X, y = dataset.X, dataset.y
-        if not (isinstance(X, torch.Tensor) and isinstance(y, torch.Tensor)):
+        if not (isinstance(X, (torch.Tensor, SparseRows)) and isinstance(y, torch.Tensor)):
             return super().get_iterator(dataset, training=training)
         prefix = "iterator_train" if training else "iterator_valid"
         # Evaluation batches only need memory: larger ones predict faster and give

@@ -20,6 +20,7 @@ import torch
 from skorch.callbacks import Callback
 
 from ._candidate import warn_unwritable
+from ._sparse_input import fold_key
 
 __all__ = ["WarmStart", "nearest_lambda", "warm_folder", "add_warm_start"]
 
@@ -42,7 +43,7 @@ def nearest_lambda(lam, trained):
 
 
 def _state_path(folder, X, y, lam):
-    fold = joblib.hash((np.asarray(X.cpu()), np.asarray(y.cpu())))
+    fold = joblib.hash((fold_key(X), np.asarray(y.cpu())))
     return Path(folder) / f"warm-{fold}-{float(lam)!r}.pt"
 
 
