@@ -45,6 +45,7 @@ from sklearn.utils.validation import _num_samples
 
 from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
+from ._folds import is_rows, stack_folds
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
 from ._threads import flush_denormals, seeded_rng, torch_threads
@@ -126,7 +127,7 @@ def lambda_path(estimator, X, y, lams):
         Unfitted template; cloned, not changed. A pipeline's last step is
         the network whose ``lam`` is set; its earlier steps are fitted once,
         and each fitted pipeline gets its own copy of them.
-    X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+    X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n, C, H, W)
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     lams : iterable of float
         The λ values, each in [0, 1).
@@ -223,12 +224,11 @@ def train_stackable(estimators, X, y, rows):
 
 def _train_pipelines(pipelines, X, y, rows):
     """:func:`train_stackable` for pipelines; a fold whose earlier steps fail, or
-    whose transformed ``X`` is not an array (a sparse matrix, a DataFrame), is
-    left to the pipelines' own fits."""
+    whose transformed ``X`` is neither an array nor a sparse matrix (a DataFrame),
+    is left to the pipelines' own fits."""
     rows = [np.arange(_num_samples(X)) if r is None else r for r in rows]
     folds = [np.asarray(r).tobytes() for r in rows]
-    blocks = {}  # fold -> (its fitted earlier steps, its rows in the stacked X) or None
-    Xs, ys, start = [], [], 0
+    blocks = {}  # fold -> (its fitted earlier steps, its transformed X, its y) or None
     for pipe, r, fold in zip(pipelines, rows, folds):
         if fold in blocks:
             continue
@@ -238,17 +238,12 @@ def _train_pipelines(pipelines, X, y, rows):
             Xt = steps.fit_transform(X_fold, y_fold)
         except Exception:  # raised again by the pipelines' own fits, where error_score applies
             Xt = None
-        blocks[fold] = None
-        if type(Xt) is np.ndarray:
-            blocks[fold] = steps, np.arange(start, start + len(Xt))
-            Xs.append(Xt), ys.append(np.asarray(y_fold))
-            start += len(Xt)
-    served = [k for k, fold in enumerate(folds) if blocks[fold] is not None]
+        blocks[fold] = (steps, Xt, np.asarray(y_fold)) if is_rows(Xt) else None
     done = [False] * len(pipelines)
-    if served:
-        nets, net_rows = [pipelines[k][-1] for k in served], [blocks[folds[k]][1] for k in served]
-        fitted = train_stackable(nets, np.concatenate(Xs), np.concatenate(ys), net_rows)
-        for k, ok in zip(served, fitted):
+    for X_all, y_all, at in stack_folds({f: b[1:] for f, b in blocks.items() if b is not None}):
+        served = [k for k, fold in enumerate(folds) if fold in at]
+        nets, net_rows = [pipelines[k][-1] for k in served], [at[folds[k]] for k in served]
+        for k, ok in zip(served, train_stackable(nets, X_all, y_all, net_rows)):
             if ok:  # the pipeline's own copy of its fold's fitted steps, then its network
                 steps = deepcopy(blocks[folds[k]][0])
                 pipelines[k].steps = [*steps.steps, pipelines[k].steps[-1]]
