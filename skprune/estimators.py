@@ -274,7 +274,7 @@ Neural network classifier trained for accuracy *and* sparsity.
         return weights[y]
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
+        """Class probabilities (n_samples, n_classes) of ``X``, array-like or sparse matrix.
 
         Computed in float64 by a form of the network made once (compacted
         after :meth:`sparsify`), so that a sample's probabilities do not
@@ -283,7 +283,7 @@ Neural network classifier trained for accuracy *and* sparsity.
         return _inference.softmax(_inference.predict_outputs(fitted_view(self), X))
 
     def predict(self, X):
-        """Predicted class labels (of the type seen in ``fit``)."""
+        """Predicted class labels of ``X`` (array-like or sparse matrix), of ``y``'s type."""
         fitted = fitted_view(self)  # labels and probabilities of the same fit
         proba = fitted.predict_proba(X)
         return fitted.classes_[np.argmax(proba, axis=1)]
@@ -370,7 +370,7 @@ Neural network regressor trained for accuracy *and* sparsity.
         return ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
 
     def predict(self, X):
-        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as ``y`` in ``fit``.
+        """Predicted targets of ``X`` (array-like or sparse matrix), shaped as ``y`` in ``fit``.
 
         Computed in float64 by a form of the network made once (compacted
         after :meth:`sparsify`), so that a sample's prediction does not depend
