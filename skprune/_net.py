@@ -18,7 +18,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.callbacks import PrintLog as _SkorchPrintLog
 
-from ._sparse_input import SparseRows
+from ._sparse_input import SparseRows, chunk_rows
 from .metrics import count_nonzero, layer_density, regularized_layers
 from .optim import MultiObjectiveOptimizer
 from .pruning import StopTraining
@@ -257,8 +257,9 @@ class _SparseTraining:
             return super().get_iterator(dataset, training=training)
         prefix = "iterator_train" if training else "iterator_valid"
         # Evaluation batches only need memory: larger ones predict faster and give
-        # the same (size-weighted) validation loss.
+        # the same (size-weighted) validation loss. Wide sparse rows densify fewer.
         default = self.batch_size if training else max(self.batch_size, _EVAL_BATCH_SIZE)
+        default = default if training else chunk_rows(X, default)
         batch_size = self.get_params_for(prefix).get("batch_size", default)
         generator = getattr(self, "_generator", None) if training else None
         weight = self.train_sample_weight if training else None

@@ -138,12 +138,15 @@ def as_rows(X, sample_shape):
     return X.reshape(len(X), *sample_shape)
 
 
-#: The most values a chunk of sparse rows densifies for prediction (4 MiB in float32).
+#: The most values a chunk of sparse rows densifies to evaluate (4 MiB in float32).
 _CHUNK_VALUES = 2**20
 
 
 def chunk_rows(X, rows):
-    """How many rows of ``X`` to predict at once: ``rows``, fewer for wide sparse rows.
+    """How many rows of ``X`` to evaluate at once: ``rows``, fewer for wide sparse rows.
+
+    Prediction (:func:`~skprune._inference.forward_outputs`) and the
+    validation batches (:meth:`~skprune._net.SparseNet.get_iterator`) ask.
 
     Dense data are in memory already; sparse rows densify per chunk, and a
     chunk of 1,024 rows of a 100,000-column one-hot matrix would take 400 MB.

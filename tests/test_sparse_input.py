@@ -240,7 +240,7 @@ def test_column_transformer_one_hot_trains_sparse_as_dense(densified):
 
 def test_sparse_fit_allocates_less_than_the_dense_matrix():
     rng = np.random.RandomState(0)
-    n, d = 2000, 5000
+    n, d = 2000, 10_000
     X = sparse.csr_matrix(
         (np.ones(n, np.float32), rng.randint(d, size=n), np.arange(n + 1)), shape=(n, d)
     )
@@ -248,6 +248,8 @@ def test_sparse_fit_allocates_less_than_the_dense_matrix():
     SparseNetClassifier(max_epochs=1).fit(X[:40], y[:40])  # first-call imports, untraced
     tracemalloc.start()
     try:
+        # Prediction in chunks, and validation batches of skorch's loop, both bounded.
+        SparseNetClassifier(max_epochs=1, random_state=0, validation_fraction=0.5).fit(X, y)
         SparseNetClassifier(max_epochs=1, random_state=0).fit(X, y).predict(X)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
