@@ -49,8 +49,6 @@ class SparseRows:
     [[2.0, 0.0], [0.0, 1.0]]
     """
 
-    dtype = torch.float32
-
     def __init__(self, matrix, sample_shape, device="cpu"):
         matrix = sparse.csr_matrix(matrix, dtype=np.float32)
         if not matrix.has_canonical_format:  # duplicates summed, in a copy: not the caller's
@@ -67,17 +65,9 @@ class SparseRows:
     def __len__(self):
         return self.matrix.shape[0]
 
-    def dim(self):
-        return 1 + len(self.sample_shape)
-
-    def to(self, device=None, dtype=None):
-        """The same rows, taken onto ``device`` (``dtype`` must be float32 or None)."""
-        if dtype not in (None, self.dtype):
-            raise TypeError(f"SparseRows hold float32 rows; got dtype={dtype}.")
-        return SparseRows(self.matrix, self.sample_shape, self.device if device is None else device)
-
-    def cpu(self):
-        return self.to("cpu")
+    def to(self, device):
+        """The same rows, taken onto ``device``."""
+        return SparseRows(self.matrix, self.sample_shape, device)
 
     def __getitem__(self, key):
         """The dense rows of a slice or of integer indices (a tensor, array or list)."""
