@@ -53,6 +53,8 @@ bench: setup
 	$(PY) examples/benchmarks/bench_engine.py
 	$(PY) examples/benchmarks/bench_fused_step.py
 	$(PY) examples/benchmarks/bench_threads.py --threads 2
+	$(PY) examples/benchmarks/bench_sparse_input.py
+	$(PY) examples/benchmarks/bench_cuda.py
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
