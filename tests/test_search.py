@@ -316,27 +316,6 @@ def test_plot_pareto_draws_front_and_knee(blobs):
     assert ax.get_xlabel().startswith("density")
 
 
-def test_plot_pareto_without_matplotlib_names_the_extra(monkeypatch, blobs):
-    import sys
-
-    from skprune.plotting import plot_pareto
-
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"skprune\[plot\]"):
-        plot_pareto(object())
-
-
-def test_warm_start_callback_clones_after_initialize(tmp_path):
-    from sklearn.base import clone
-
-    from skprune._warm_start import WarmStart
-
-    callback = WarmStart(tmp_path, source_lam=1e-3).initialize()
-    assert set(callback.get_params()) == {"folder", "source_lam"}
-    assert clone(callback).source_lam == 1e-3
-
-
 def test_search_warm_start_starts_from_the_nearest_earlier_lambda(blobs, tmp_path):
     X, y = blobs
     search = _search(
