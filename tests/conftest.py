@@ -33,3 +33,48 @@ def device(request):
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     return request.param
+
+
+class _Training:
+    """What trained inside ``with``: the size K of every stack the engine ran
+    (``stacks``) and the number of runs of skorch's own loop (``loops``)."""
+
+    def __init__(self):
+        self.stacks, self.loops, self._on = [], 0, False
+
+    def __enter__(self):
+        self.stacks, self.loops, self._on = [], 0, True
+        return self
+
+    def __exit__(self, *exc):
+        self._on = False
+
+
+@pytest.fixture
+def training(monkeypatch):
+    """Watch which path trains: ``with training as seen: lambda_path(...)``, then
+    ``seen.stacks == [4]`` (one stack of the 4 λ) and ``seen.loops == 0``.
+
+    An "equals separate fits" test asserts this too: a path that silently fell
+    back to separate fits (or to stacks of one) would equal them trivially.
+    """
+    import skorch
+
+    from skprune import engine
+
+    seen = _Training()
+    stack, loop = engine.train_stack, skorch.NeuralNet.fit_loop
+
+    def train_stack(copies, *args, **kwargs):
+        if seen._on:
+            seen.stacks.append(len(copies))
+        return stack(copies, *args, **kwargs)
+
+    def fit_loop(self, *args, **kwargs):
+        if seen._on:
+            seen.loops += 1
+        return loop(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_stack", train_stack)
+    monkeypatch.setattr(skorch.NeuralNet, "fit_loop", fit_loop)
+    return seen

@@ -76,10 +76,12 @@ def _separate(estimators, X, y, rows=None):
         {"regularizer": None, "pruning": None},
     ],
 )
-def test_lambda_path_equals_separate_fits(data, params, device, skorch_fit):
+def test_lambda_path_equals_separate_fits(data, params, device, skorch_fit, training):
     X, y = data
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, device=device, **params)
-    path = lambda_path(est, X, y, LAMS)
+    with training as seen:
+        path = lambda_path(est, X, y, LAMS)
+    assert seen.stacks == [len(LAMS)] and seen.loops == 0  # one stack, no fallback
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
     assert _max_weight_gap(path, separate) <= 1e-4
     for p, s in zip(path, separate):
@@ -101,41 +103,49 @@ def test_lambda_path_differs_by_lambda_and_keeps_template(data):
     assert est.lam == 1e-4 and not hasattr(est, "net_")
 
 
-def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit):
+def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit, training):
     X, y = data
     X, y = X[:101], y[:101]  # folds of 67 and 68 rows: a shorter last batch
     folds = [train for train, _ in KFold(3).split(X)]
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=1)
     estimators = [clone(est).set_params(lam=lam) for lam in (1e-4, 1e-2) for _ in folds]
     rows = folds * 2
-    fit_stacked(estimators, X, y, rows)
+    with training as seen:
+        fit_stacked(estimators, X, y, rows)
+    assert seen.stacks == [6] and seen.loops == 0  # 5 batches in every fold: one stack
     assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
-def test_fit_stacked_copies_with_their_own_seeds_equal_separate_fits(data, skorch_fit):
+def test_fit_stacked_copies_with_their_own_seeds_equal_separate_fits(data, skorch_fit, training):
     # Same rows, different seeds: each copy draws its own batches (no shared input).
     X, y = data
     est = SparseNetClassifier(max_epochs=2, batch_size=16, lam=1e-3)
     estimators = [clone(est).set_params(random_state=seed) for seed in (0, 1, 2)]
-    fit_stacked(estimators, X, y)
+    with training as seen:
+        fit_stacked(estimators, X, y)
+    assert seen.stacks == [3] and seen.loops == 0
     assert _max_weight_gap(estimators, _separate(estimators, X, y)) <= 1e-4
 
 
-def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit):
+def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit, training):
     X, y = data
     rows = [np.arange(100), np.arange(40)]
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=2)
     estimators = [clone(est), clone(est).set_params(lam=1e-2)]
-    fit_stacked(estimators, X, y, rows)
+    with training as seen:
+        fit_stacked(estimators, X, y, rows)
+    assert seen.stacks == [1, 1] and seen.loops == 0  # 7 and 3 batches: two stacks of one
     assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
-def test_lambda_path_lenet5_equals_separate_fits(skorch_fit):
+def test_lambda_path_lenet5_equals_separate_fits(skorch_fit, training):
     rng = np.random.RandomState(0)
     X = rng.rand(40, 1, 12, 12).astype(np.float32)
     y = rng.randint(0, 3, 40)
     est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0)
-    path = lambda_path(est, X, y, [1e-4, 1e-3])
+    with training as seen:
+        path = lambda_path(est, X, y, [1e-4, 1e-3])
+    assert seen.stacks == [2] and seen.loops == 0
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
     assert _max_weight_gap(path, separate) <= 1e-4
 
@@ -218,13 +228,15 @@ def test_stacked_lenet5_matches_each_module(shape):
             torch.testing.assert_close(stack.params[name].grad[k], p.grad, atol=1e-5, rtol=1e-4)
 
 
-def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit):
+def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit, training):
     X, y = data  # labels are already 0, 1, 2: their own encoding
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
     reference = clone(est).fit(X, y)
     twin = clone(est)
     _prepare(twin, X, y, None)  # validated, seeded and built as fit does
-    assert fit_net(twin, twin.net_, torch.as_tensor(X), torch.as_tensor(y))
+    with training as seen:
+        assert fit_net(twin, twin.net_, torch.as_tensor(X), torch.as_tensor(y))
+    assert seen.stacks == [1] and seen.loops == 0
     assert _max_weight_gap([twin], [reference]) <= 1e-4
     assert len(twin.net_.history) == 2
 
@@ -259,13 +271,17 @@ def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
 
 
 @pytest.mark.parametrize("n_outputs", [1, 2])
-def test_regressor_lambda_path_and_folds_equal_separate_fits(data, n_outputs, device, skorch_fit):
+def test_regressor_lambda_path_and_folds_equal_separate_fits(
+    data, n_outputs, device, skorch_fit, training
+):
     X, _ = data
     X = X[:101]  # folds of 67 and 68 rows: a shorter last batch, padded
     y = X[:, :n_outputs] * 3.0 + X[:, 3:4] - 1.0
     y = y.ravel() if n_outputs == 1 else y
     est = SparseNetRegressor(max_epochs=2, batch_size=16, random_state=0, device=device)
-    path = lambda_path(est, X, y, LAMS)
+    with training as seen:
+        path = lambda_path(est, X, y, LAMS)
+    assert seen.stacks == [len(LAMS)] and seen.loops == 0
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
     assert _max_weight_gap(path, separate) <= 1e-4
     for p, s in zip(path, separate):
@@ -274,7 +290,9 @@ def test_regressor_lambda_path_and_folds_equal_separate_fits(data, n_outputs, de
         np.testing.assert_allclose(p.predict(X), s.predict(X), atol=1e-4)
     folds = [train for train, _ in KFold(3).split(X)]
     estimators = [clone(est) for _ in folds]
-    fit_stacked(estimators, X, y, folds)
+    with training as seen:
+        fit_stacked(estimators, X, y, folds)
+    assert seen.stacks == [3] and seen.loops == 0
     assert _max_weight_gap(estimators, _separate(estimators, X, y, folds)) <= 1e-4
 
 
@@ -295,11 +313,13 @@ def test_lambda_path_names_what_it_needs():
         lambda_path(make_pipeline(LogisticRegression()), np.ones((4, 2)), [0, 1, 0, 1], [1e-3])
 
 
-def test_lambda_path_of_a_pipeline_equals_its_separate_fits(data, skorch_fit):
+def test_lambda_path_of_a_pipeline_equals_its_separate_fits(data, skorch_fit, training):
     X, y = data
     X = X * 10 + 5  # the scaler changes what the networks see
     pipe = make_pipeline(StandardScaler(), SparseNetClassifier(max_epochs=2, random_state=0))
-    path = lambda_path(pipe, X, y, [1e-4, 1e-2])
+    with training as seen:
+        path = lambda_path(pipe, X, y, [1e-4, 1e-2])
+    assert seen.stacks == [2] and seen.loops == 0
     separate = [clone(pipe).set_params(sparsenetclassifier__lam=lam) for lam in (1e-4, 1e-2)]
     separate = [s.fit(X, y) for s in separate]
     assert [p[-1].lam for p in path] == [1e-4, 1e-2] and pipe[-1].lam != 1e-2
@@ -307,23 +327,30 @@ def test_lambda_path_of_a_pipeline_equals_its_separate_fits(data, skorch_fit):
     assert path[0][0] is not path[1][0] and np.allclose(path[0][0].mean_, separate[0][0].mean_)
 
 
-def test_fit_candidates_orders_pairs_as_base_search_cv(data):
+def test_fit_candidates_orders_pairs_as_base_search_cv(data, training):
     X, y = data
     folds = list(KFold(2).split(X))
     est = SparseNetClassifier(max_epochs=1, random_state=0, threshold=0.02)
-    fitted = fit_candidates(est, X, y, [{"lam": 1e-4}, {"lam": 5e-2}], folds)
+    with training as seen:
+        fitted = fit_candidates(est, X, y, [{"lam": 1e-4}, {"lam": 5e-2}], folds)
+    assert seen.stacks == [4] and seen.loops == 0  # 2 λ × 2 folds
     assert [e.lam for e in fitted] == [1e-4, 1e-4, 5e-2, 5e-2]
     reference = clone(est).set_params(lam=5e-2).fit(X[folds[1][0]], y[folds[1][0]])
     assert _max_weight_gap([fitted[3]], [reference]) <= 1e-4
 
 
-def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch):
+def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch, training):
     rng = np.random.RandomState(0)
     X, y = rng.rand(40, 1, 12, 12).astype(np.float32), rng.randint(0, 3, 40)
     est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
-    engine = clone(est).fit(X, y)
+    with training as seen:
+        engine = clone(est).fit(X, y)
+    assert seen.stacks == [1] and seen.loops == 0  # the engine, K = 1
     monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
-    assert _max_weight_gap([engine], [clone(est).fit(X, y)]) <= 1e-4
+    with training as seen:
+        reference = clone(est).fit(X, y)
+    assert seen.stacks == [] and seen.loops == 1  # skorch's loop
+    assert _max_weight_gap([engine], [reference]) <= 1e-4
 
 
 def test_pipeline_fold_whose_steps_fail_is_left_to_its_own_fit(data):

@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from skprune import SparseNetClassifier
@@ -116,8 +117,23 @@ def test_grid_search_over_lam_and_hidden_layer_sizes(digits):
 
 def test_cross_validate(digits):
     X_train, _, y_train, _ = digits
-    res = cross_validate(SparseNetClassifier(max_epochs=2, random_state=0), X_train, y_train, cv=3)
-    assert len(res["test_score"]) == 3
+    template = SparseNetClassifier(max_epochs=2, random_state=0)
+    res = cross_validate(
+        template, X_train, y_train, cv=3, return_estimator=True, return_indices=True
+    )
+    scores, fitted, folds = res["test_score"], res["estimator"], res["indices"]
+    assert len(scores) == 3 and np.isfinite(scores).all()
+    assert scores.min() > 0.7  # 10 classes, chance 0.1: two epochs learn the digits
+    assert not hasattr(template, "net_")  # each fold fitted a clone
+    for clf, score, test in zip(fitted, scores, folds["test"]):
+        check_is_fitted(clf)
+        assert clf is not template and clf.density_ < 1  # pruned
+        assert clf.score(X_train[test], y_train[test]) == pytest.approx(score)
+    weights = [clf.net_.module_.layer1.weight for clf in fitted]
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    train = folds["train"][0]  # the first fold's network is the fit on its rows
+    own = clone(template).fit(X_train[train], y_train[train])
+    assert torch.equal(own.net_.module_.layer1.weight, weights[0])
 
 
 def test_clone_keeps_routed_parameters():

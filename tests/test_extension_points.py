@@ -1,12 +1,16 @@
 """The extension points: base classes, the registry, one checking place, module structure."""
 
 import ast
+import inspect
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
 from skprune import SparseNetClassifier
@@ -89,12 +93,77 @@ CALLBACKS = [
 ]
 
 
+def _fitted_attributes(obj):
+    """What ``fit`` or ``initialize`` left: attributes named ``name_``."""
+    return sorted(k for k in vars(obj) if k.endswith("_") and not k.startswith("_"))
+
+
+def _assert_cloned_params(twin, original):
+    """scikit-learn's clone contract: equal parameters (deep), nested objects copied."""
+    theirs, ours = original.get_params(deep=True), twin.get_params(deep=True)
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        if hasattr(value, "get_params") and not isinstance(value, type):
+            assert type(ours[key]) is type(value) and ours[key] is not value, key
+        elif isinstance(value, list):  # callbacks: each cloned
+            assert len(ours[key]) == len(value) and ours[key] is not value, key
+            for a, b in zip(ours[key], value):
+                assert type(a) is type(b) and a is not b, key
+                _assert_cloned_params(a, b)
+        else:
+            assert ours[key] == value, key
+
+
+def _constructor_params(cls):
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in params if p.name != "self" and p.kind not in kinds}
+
+
 @pytest.mark.parametrize("callback", CALLBACKS, ids=lambda cb: type(cb).__name__)
 def test_callback_survives_clone_after_initialize(callback):
     callback = clone(callback).initialize()
-    assert all(not k.endswith("_") for k in callback.get_params())
-    clone(callback)
-    clone(SparseNetClassifier(callbacks=[callback]))
+    # Its parameters are its constructor's: none that initialize added.
+    assert set(callback.get_params()) == _constructor_params(type(callback))
+    twin = clone(callback)
+    assert type(twin) is type(callback) and twin is not callback
+    _assert_cloned_params(twin, callback)
+    assert _fitted_attributes(twin) == []  # initialize's state is not carried over
+    est = SparseNetClassifier(callbacks=[callback])
+    _assert_cloned_params(clone(est), est)
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        dict(regularizer=L2L0(alpha=0.5, beta=5.0), pruning=ThresholdPruning(0.01, "epoch")),
+        dict(regularizer=LOBSTER(), pruning=LobsterPruning(patience=2), validation_fraction=0.2),
+        dict(regularizer=L1(), pruning=MagnitudePruning(target_density=0.5, finetune_epochs=1)),
+        dict(regularizer=HardConcrete(target_density=0.5, dual_restarts=False), pruning=None),
+        dict(callbacks=[LambdaHistory()], optimizer="madam"),
+    ],
+    ids=["l2_l0", "lobster", "magnitude", "hard_concrete", "madam"],
+)
+def test_clone_of_a_fitted_estimator_is_unfitted_and_refits_the_same(blobs, parts):
+    X, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fitted = SparseNetClassifier(max_epochs=3, random_state=0, **parts).fit(X, y)
+        twin = clone(fitted)
+        _assert_cloned_params(twin, fitted)
+        with pytest.raises(NotFittedError):
+            check_is_fitted(twin)
+        assert _fitted_attributes(twin) == []
+        for est in (twin, fitted):  # fit trains copies of the parts: these stay as given
+            for key, value in est.get_params(deep=False).items():
+                for part in value if isinstance(value, list) else [value]:
+                    if hasattr(part, "get_params") and not isinstance(part, type):
+                        assert _fitted_attributes(part) == [], key
+        twin.fit(X, y)
+    for a, b in zip(twin.net_.module_.parameters(), fitted.net_.module_.parameters()):
+        assert torch.equal(a, b)
+    assert twin.density_ == fitted.density_
+    np.testing.assert_array_equal(twin.predict_proba(X), fitted.predict_proba(X))
 
 
 def test_registry_maps_every_name_to_a_base_class():

@@ -11,6 +11,7 @@ from skprune import SparseNetClassifier
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
+from skprune import plotting  # noqa: E402
 from skprune.plotting import (  # noqa: E402
     plot_constraint_history,
     plot_density_history,
@@ -29,6 +30,18 @@ def _fit(X, y, **params):
 def l1(digits):
     X, _, y, _ = digits
     return _fit(X, y, lam=3e-3)
+
+
+@pytest.fixture(scope="module")
+def madam(digits):
+    X, _, y, _ = digits
+    return _fit(X[:300], y[:300], optimizer="madam")
+
+
+@pytest.fixture(scope="module")
+def gated(digits):
+    X, _, y, _ = digits
+    return _fit(X[:300], y[:300], regularizer="hard_concrete", target_density=0.3)
 
 
 def _legend(ax):
@@ -58,9 +71,8 @@ def test_plot_weight_histogram_counts_the_non_zero_weights_per_layer(l1):
     assert _legend(ax) == expected
 
 
-def test_plot_lambda_history_draws_steps_and_running_mean(digits):
-    X, _, y, _ = digits
-    clf = _fit(X[:300], y[:300], optimizer="madam")
+def test_plot_lambda_history_draws_steps_and_running_mean(madam):
+    clf = madam
     ax = plot_lambda_history(clf, window=5)
     steps, mean = ax.get_lines()
     assert np.array_equal(steps.get_ydata(), clf.lambda_history_)
@@ -68,9 +80,8 @@ def test_plot_lambda_history_draws_steps_and_running_mean(digits):
     assert "running mean (5 steps)" in _legend(ax)
 
 
-def test_plot_constraint_history_draws_density_target_and_multiplier(digits):
-    X, _, y, _ = digits
-    clf = _fit(X[:300], y[:300], regularizer="hard_concrete", target_density=0.3)
+def test_plot_constraint_history_draws_density_target_and_multiplier(gated):
+    clf = gated
     ax = plot_constraint_history(clf)
     labels = _legend(ax)
     assert "ε = 0.3 (target)" in labels and "multiplier: model" in labels
@@ -90,9 +101,18 @@ def test_plots_name_what_the_estimator_lacks(l1):
         plot_weight_histogram(SparseNetClassifier())
 
 
-def test_plots_without_matplotlib_name_the_extra(monkeypatch, l1):
+def test_plots_without_matplotlib_name_the_extra(monkeypatch, l1, madam, gated):
+    # Every public plot, given what it draws (plot_pareto looks for matplotlib first).
+    drawable = {
+        "plot_pareto": object(),
+        "plot_density_history": l1,
+        "plot_weight_histogram": l1,
+        "plot_lambda_history": madam,
+        "plot_constraint_history": gated,
+    }
+    assert set(drawable) == set(plotting.__all__)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    for plot in (plot_density_history, plot_weight_histogram):
+    for name, what in drawable.items():
         with pytest.raises(ImportError, match=r"skprune\[plot\]"):
-            plot(l1)
+            getattr(plotting, name)(what)

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
@@ -222,15 +223,25 @@ def test_search_runs_on_the_dask_backend(blobs):
     from joblib import parallel_backend
 
     X, y = blobs
+    # λ = 0.9 collapses the network: the knee is the middle λ, not an end.
+    search = _search(strategy="grid", lambdas=[1e-4, 1e-3, 0.9], n_jobs=-1, **_COLLAPSING)
+    default = _fit(clone(search).set_params(n_jobs=None), X, y)
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
         ) as cluster,
-        distributed.Client(cluster),
+        distributed.Client(cluster) as client,
         parallel_backend("dask"),
+        distributed.get_task_stream(client) as tasks,
     ):
-        search = _fit(_search(strategy="grid", lambdas=[1e-4, 1e-2], n_jobs=-1), X, y)
-    assert search.knee_["lam"] in (1e-4, 1e-2)
+        _fit(search, X, y)
+    assert tasks.data  # trained on dask's workers (two threads: two stacks, not one)
+    assert search.knee_["lam"] == default.knee_["lam"] == 1e-3
+    assert search.knee_ == pytest.approx(default.knee_, rel=1e-6)
+    for key in ("mean_test_score", "mean_test_density", "pareto_optimal"):
+        np.testing.assert_allclose(search.cv_results_[key], default.cv_results_[key], rtol=1e-6)
+    np.testing.assert_allclose(search.pareto_front_, default.pareto_front_, rtol=1e-6)
+    np.testing.assert_allclose(search.predict_proba(X), default.predict_proba(X), atol=1e-6)
 
 
 _FITS = []
@@ -314,27 +325,6 @@ def test_plot_pareto_draws_front_and_knee(blobs):
     ax = plot_pareto(search)
     assert "knee" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
     assert ax.get_xlabel().startswith("density")
-
-
-def test_plot_pareto_without_matplotlib_names_the_extra(monkeypatch, blobs):
-    import sys
-
-    from skprune.plotting import plot_pareto
-
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"skprune\[plot\]"):
-        plot_pareto(object())
-
-
-def test_warm_start_callback_clones_after_initialize(tmp_path):
-    from sklearn.base import clone
-
-    from skprune._warm_start import WarmStart
-
-    callback = WarmStart(tmp_path, source_lam=1e-3).initialize()
-    assert set(callback.get_params()) == {"folder", "source_lam"}
-    assert clone(callback).source_lam == 1e-3
 
 
 def test_search_warm_start_starts_from_the_nearest_earlier_lambda(blobs, tmp_path):

@@ -56,10 +56,12 @@ def separate(blobs_module):
     return search
 
 
-def test_vectorize_gives_the_objectives_and_knee_of_separate_fits(blobs_module, separate):
+def test_vectorize_gives_the_objectives_and_knee_of_separate_fits(blobs_module, separate, training):
     search = _search(True)
-    n_fits = _fit_counting(search, *blobs_module)
+    with training as seen:
+        n_fits = _fit_counting(search, *blobs_module)
     assert n_fits == 1  # the refit at the knee; the 12 (λ, fold) pairs trained together
+    assert seen.stacks == [12, 1] and seen.loops == 0  # one stack of 12, then the refit
     assert np.allclose(_objectives(search), _objectives(separate), rtol=1e-4, atol=1e-5)
     assert search.knee_["lam"] == separate.knee_["lam"]
     assert np.array_equal(
@@ -67,7 +69,7 @@ def test_vectorize_gives_the_objectives_and_knee_of_separate_fits(blobs_module, 
     )
 
 
-def test_vectorize_n_jobs_trains_stacks_in_parallel(blobs_module, separate):
+def test_vectorize_n_jobs_trains_stacks_in_parallel(blobs_module, separate, training):
     search, lock = _search("auto", n_jobs=2), threading.Lock()
 
     def one_at_a_time(*args):
@@ -77,9 +79,10 @@ def test_vectorize_n_jobs_trains_stacks_in_parallel(blobs_module, separate):
             return engine.train_stackable(*args)
 
     with mock.patch("skprune._vectorize.train_stackable", side_effect=one_at_a_time) as stacked:
-        with joblib.parallel_config(backend="threading"):
+        with joblib.parallel_config(backend="threading"), training as seen:
             assert _fit_counting(search, *blobs_module) == 1
     assert [len(call.args[0]) for call in stacked.call_args_list] == [6, 6]
+    assert seen.stacks == [6, 6, 1] and seen.loops == 0  # each half in one stack, the refit
     assert np.allclose(_objectives(search), _objectives(separate), rtol=1e-4, atol=1e-5)
     assert search.knee_["lam"] == separate.knee_["lam"]
 
@@ -114,19 +117,21 @@ def _scaled_pipeline(transform_output="default"):
     return make_pipeline(scaler, SparseNetClassifier(max_epochs=3, random_state=0))
 
 
-def test_vectorize_pipeline_fits_its_steps_per_fold_and_stacks_the_networks(blobs_module):
+def test_vectorize_pipeline_fits_its_steps_per_fold_and_stacks_the_networks(blobs_module, training):
     X, y = blobs_module
     X = X * 10 + 5  # the scaler changes what the networks see
     on, off = (
         _search(v, _scaled_pipeline(), param_name="sparsenetclassifier__lam") for v in (True, False)
     )
-    assert _fit_counting(on, X, y) == 1  # the refit: the 12 (λ, fold) pairs trained together
+    with training as seen:
+        assert _fit_counting(on, X, y) == 1  # the refit: the 12 (λ, fold) pairs trained together
+    assert seen.stacks == [12, 1] and seen.loops == 0
     assert _fit_counting(off, X, y) == 1 + len(LAMS) * 3
     assert np.allclose(_objectives(on), _objectives(off), rtol=1e-4, atol=1e-5)
     assert on.knee_["lam"] == off.knee_["lam"]
 
 
-def test_vectorize_pipeline_gives_each_fit_its_own_fold_steps(blobs_module):
+def test_vectorize_pipeline_gives_each_fit_its_own_fold_steps(blobs_module, training):
     X, y = blobs_module
     folds = [train for train, _ in KFold(3).split(X)]
     stack = [
@@ -134,7 +139,9 @@ def test_vectorize_pipeline_gives_each_fit_its_own_fold_steps(blobs_module):
         for lam in (1e-4, 1e-2)
         for f, train in enumerate(folds)
     ]
-    fits = _train(stack, X, y, memory=None, keep=True)
+    with training as seen:
+        fits = _train(stack, X, y, memory=None, keep=True)
+    assert seen.stacks == [6] and seen.loops == 0
     for (lam, f), pipe in fits.items():
         own = clone(_scaled_pipeline()).set_params(sparsenetclassifier__lam=lam)
         own.fit(X[folds[f]], y[folds[f]])
@@ -176,12 +183,14 @@ def test_vectorize_uses_and_fills_memory(blobs_module, tmp_path):
     assert len(list(tmp_path.glob("*.pkl"))) == len(LAMS) * 3 + 3
 
 
-def test_vectorize_diverged_copy_is_refit_alone(blobs_module, separate):
+def test_vectorize_diverged_copy_is_refit_alone(blobs_module, separate, training):
     real = engine.train_stack
     # The stack reports its first copy diverged: that pair trains in its own fit.
     with mock.patch("skprune.engine.train_stack", side_effect=lambda g, X: real(g, X) or [0]):
         search = _search(True, refit=False)
-        assert _fit_counting(search, *blobs_module) == 1
+        with training as seen:
+            assert _fit_counting(search, *blobs_module) == 1
+    assert seen.stacks == [12, 1] and seen.loops == 0  # the stack, then that pair's own fit
     assert np.allclose(_objectives(search), _objectives(separate), rtol=1e-4, atol=1e-5)
 
 
