@@ -293,3 +293,37 @@ def test_search_rejects_unknown_routed_parameters_in_fit(kwargs, match):
 def test_search_still_sets_the_estimators_own_nested_parameters():
     search = _front_search(strategy="grid").set_params(estimator__max_epochs=7)
     assert search.estimator.max_epochs == 7 and "estimator__max_epochs" not in search._routed
+
+
+def test_part_instances_save_and_load_with_the_estimator(blobs, tmp_path):
+    import skprune
+
+    X, y = blobs
+    clf = SparseNetClassifier(
+        regularizer=L0(beta=5.0),
+        pruning=MagnitudePruning(method="layerwise", target_density=0.5, finetune_epochs=1),
+        max_epochs=2,
+        random_state=0,
+    ).fit(X, y)
+    skprune.save(clf, tmp_path / "model")
+    loaded = skprune.load(tmp_path / "model")
+    assert repr(loaded.regularizer) == "L0(beta=5.0)"
+    assert loaded.pruning.get_params() == clf.pruning.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_part_instances_load_only_for_listed_part_classes():
+    from skprune._json_codec import decode, encode
+    from skprune._trusted import Names
+
+    stored = encode(RowGroupLasso(lam_scale=2.0), "regularizer")
+    with pytest.raises(ValueError, match="pass trusted="):
+        decode(stored, Names(), "the parameter 'regularizer'")
+    rebuilt = decode(stored, Names([RowGroupLasso]), "the parameter 'regularizer'")
+    assert repr(rebuilt) == "RowGroupLasso(lam_scale=2.0)"
+    not_a_part = {"__part__": "skprune.models.MLP", "params": {}}
+    with pytest.raises(ValueError, match="which is not a skprune part"):
+        decode(not_a_part, Names(), "the parameter 'regularizer'")
+    unknown = {"__part__": "skprune.regularizers.L0", "params": {"gamma": 1.0}}
+    with pytest.raises(ValueError, match=r"does not take: \['gamma'\]"):
+        decode(unknown, Names(), "the parameter 'regularizer'")
