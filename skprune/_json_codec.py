@@ -1,12 +1,15 @@
-"""JSON forms of parameters and attributes: tagged tuples, dicts, arrays and classes.
+"""JSON forms of parameters and attributes: tagged tuples, dicts, arrays, classes and parts.
 
 A class is stored by its dotted path and comes back only through
-:class:`skprune._trusted.Names`; arrays of strings have a bounded width.
+:class:`skprune._trusted.Names`; a part instance (``L0(beta=5)``) by its class
+and its parameters, and comes back as ``cls(**params)`` only for a
+:class:`~skprune._part.Part` class so named; arrays of strings have a bounded width.
 """
 
 import numpy as np
 import torch
 
+from ._part import Part
 from ._trusted import class_path
 
 __all__ = ["encode", "decode"]
@@ -31,12 +34,18 @@ def encode(value, name):
         return {"__items__": [[encode(k, name), encode(v, name)] for k, v in value.items()]}
     if isinstance(value, type):
         return {"__class__": class_path(value)}
+    if isinstance(value, Part):  # rebuilt from its parameters, as clone does
+        params = value.get_params(deep=False)
+        return {
+            "__part__": class_path(type(value)),
+            "params": {k: encode(v, f"{name}__{k}") for k, v in params.items()},
+        }
     if isinstance(value, np.ndarray) and value.dtype.kind in "USO":
         return {"__array__": value.dtype.str, "values": [encode(v, name) for v in value]}
     raise ValueError(
         f"skprune.save cannot store {name}={value!r}: it stores numbers, strings, "
-        "tuples, lists, dicts, string arrays and classes, not instances (an nn.Module "
-        "or a part instance cannot be rebuilt; pass its class or name with "
+        "tuples, lists, dicts, string arrays, classes and parts, not other instances "
+        "(an nn.Module cannot be rebuilt; pass its class or name with "
         "<param>__<arg>=... instead)."
     )
 
@@ -55,9 +64,23 @@ def decode(value, names, field):
         return _decode_items(value["__items__"], names, field)
     if len(value) == 1 and "__class__" in value:
         return names.resolve(value["__class__"], field)
+    if set(value) == {"__part__", "params"} and isinstance(value["params"], dict):
+        return _decode_part(value, names, field)
     if set(value) == {"__array__", "values"} and isinstance(value["values"], list):
         return _decode_array(value, field)
     raise ValueError(f"{field} holds an unknown tagged value {str(value)[:80]!r}")
+
+
+def _decode_part(value, names, field):
+    """A part rebuilt from its stored parameters; only a listed or trusted Part class."""
+    cls = names.resolve(value["__part__"], field)
+    if not (isinstance(cls, type) and issubclass(cls, Part)):
+        raise ValueError(f"{field} names {value['__part__']!r}, which is not a skprune part")
+    unknown = sorted(set(value["params"]) - set(cls._get_param_names()))
+    if unknown:
+        raise ValueError(f"{field} gives {cls.__name__} parameters it does not take: {unknown}")
+    params = {k: decode(v, names, f"{field}[{k!r}]") for k, v in value["params"].items()}
+    return cls(**params)
 
 
 def _decode_items(items, names, field):

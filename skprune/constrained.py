@@ -32,11 +32,7 @@ would wrap one line of maths in three classes.
 from numbers import Real
 
 import torch
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .gates import TEMPERATURE, attach_gate, fold_gate
 from .metrics import count_nonzero
@@ -141,14 +137,16 @@ class HardConcrete(Regularizer):
     prunes_itself = True
     estimator_params = ("target_density",)
 
-    def validate(self, estimator):
+    def validate(self, estimator=None):
+        super().validate(estimator)
         # Threshold pruning would cut a weight that is the product of a gate and a
         # magnitude; magnitude pruning would impose the density a second time.
-        if estimator.pruning not in (None, "auto"):
+        if estimator is not None and estimator.pruning not in (None, "auto"):
             raise ValueError(
                 "regularizer='hard_concrete' prunes through its gates and needs pruning=None "
                 f"(or 'auto'); got pruning={estimator.pruning!r}."
             )
+        return self
 
     @property
     def in_loss(self):
@@ -167,9 +165,6 @@ class HardConcrete(Regularizer):
     }
 
     def initialize(self):
-        validate_parameter_constraints(
-            self._parameter_constraints, self.get_params(deep=False), caller_name="HardConcrete"
-        )
         self.gates_, self.multipliers_, self.epsilon_, self.violation_ = [], {}, {}, {}
         self.optimizer_ = None
         return self

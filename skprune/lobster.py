@@ -21,7 +21,10 @@ the largest threshold T whose validation loss stays within the loss boundary
 It ends when a pruning stage prunes nothing (or ``max_epochs`` is spent).
 """
 
+from numbers import Integral, Real
+
 import torch
+from sklearn.utils._param_validation import Interval
 
 from .pruning import Pruner, apply_masks_, module_state, stop_before_epoch
 from .regularizers import Regularizer
@@ -162,6 +165,11 @@ class LobsterPruning(Pruner):
     incremental = False
     owns_schedule = True
     needs_validation = True
+    _parameter_constraints = {
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "loss_tolerance": [Interval(Real, 0, None, closed="left")],
+        "eps": [Interval(Real, 0, None, closed="neither")],
+    }
 
     def __init__(self, patience=5, loss_tolerance=0.05, eps=1e-10):
         self.patience = patience

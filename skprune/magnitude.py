@@ -15,7 +15,10 @@ mask is re-applied after every optimiser step, so pruned weights stay exactly
 zero whatever momentum or Adam moments they carry.
 """
 
+from numbers import Integral, Real
+
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .pruning import Pruner
 
@@ -133,6 +136,13 @@ class MagnitudePruning(Pruner):
     estimator_params = ("target_density", "finetune_epochs")
     incremental = False
     owns_schedule = True
+    _parameter_constraints = {
+        "method": [StrOptions({"global", "layerwise", "random"})],
+        "target_density": [Interval(Real, 0, 1, closed="right"), dict, None],
+        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "prune_after": [Interval(Integral, 0, None, closed="left"), None],
+        "seed": [Interval(Integral, None, None, closed="neither"), None],
+    }
 
     def __init__(
         self, method="global", target_density=None, finetune_epochs=3, prune_after=None, seed=None
@@ -148,12 +158,8 @@ class MagnitudePruning(Pruner):
         """Epochs the estimator adds to ``max_epochs`` for fine-tuning."""
         return self.finetune_epochs
 
-    def validate(self, estimator):
-        if self.method not in MASKS:
-            raise ValueError(
-                f"The 'method' parameter of MagnitudePruning must be one of {sorted(MASKS)}. "
-                f"Got {self.method!r} instead."
-            )
+    def validate(self, estimator=None):
+        super().validate(estimator)
         if self.target_density is None:
             raise ValueError(
                 f"pruning={self.method!r} prunes to the 'target_density' parameter, which is "
@@ -165,6 +171,7 @@ class MagnitudePruning(Pruner):
                 f"got the per-layer dict {self.target_density!r}. Use pruning='layerwise' "
                 "for per-layer levels."
             )
+        return self
 
     def initialize(self):
         self.epochs_ = 0

@@ -1,13 +1,20 @@
 """Pruning as skorch callbacks that act after ``optimizer.step()``.
 
-Every pruning mode is a :class:`Pruner`: a callback that reaches the
-regularised weights through ``net.regularized_weights()`` and, once it has set
-masks, holds them after every optimiser step, so pruned weights stay exactly
-zero whatever momentum or Adam moments they carry.
+Every pruning mode is a :class:`Pruner`: a parameter object
+(:class:`~skprune._part.Part`) and a callback that reaches the regularised
+weights through ``net.regularized_weights()`` and, once it has set masks,
+holds them after every optimiser step, so pruned weights stay exactly zero
+whatever momentum or Adam moments they carry.
 """
 
+import functools
+from numbers import Real
+
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
+
+from ._part import Part
 
 __all__ = [
     "soft_threshold_",
@@ -77,12 +84,15 @@ def apply_masks_(weights, masks):
         w.masked_fill_(~m, 0.0)
 
 
-class Pruner(Callback):
+class Pruner(Part, Callback):
     """Base class of the pruning modes.
 
     A subclass decides when to prune with skorch's hooks (``on_train_begin``,
     ``on_epoch_end``, ...) and calls :meth:`set_masks` to prune; the base class
-    then holds the masks after every training step. Parameters are
+    then holds the masks after every training step. Holding them does not
+    depend on the subclass calling ``super()``: a subclass's own
+    ``initialize`` and ``on_batch_end`` are wrapped when the class is made, so
+    that the masks are reset and held whatever they do. Parameters are
     ``__init__`` arguments, settable as ``pruning__<name>``.
 
     Attributes
@@ -110,6 +120,14 @@ class Pruner(Callback):
     extra_epochs = 0
     incremental = True
     owns_schedule = False
+    masks_ = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, guard in (("initialize", _resetting_masks), ("on_batch_end", _holding_masks)):
+            hook = cls.__dict__.get(name)
+            if hook is not None and not getattr(hook, "_pruner_guard", False):
+                setattr(cls, name, guard(hook))
 
     def initialize(self):
         self.masks_ = None
@@ -120,17 +138,50 @@ class Pruner(Callback):
         self.masks_ = masks
         apply_masks_(net.regularized_weights(), masks)
 
-    def on_batch_end(self, net, training=False, **kwargs):
-        if training and self.masks_ is not None:
+    def hold_masks(self, net):
+        """Set the weights outside the masks held back to zero (after a training step)."""
+        if self.masks_ is not None:
             apply_masks_(net.regularized_weights(), self.masks_)
 
-    def validate(self, estimator):
-        """Check the pruner against the estimator's settings, at the top of ``fit``."""
-        if self.needs_validation and not estimator.validation_fraction:
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.hold_masks(net)
+
+    def validate(self, estimator=None):
+        """Check the parameters, and the pruner against ``estimator``'s settings, before ``fit``."""
+        super().validate(estimator)
+        if self.needs_validation and estimator is not None and not estimator.validation_fraction:
             raise ValueError(
-                f"{type(self).__name__} evaluates the validation loss every epoch, but the "
+                f"{self!r} evaluates the validation loss every epoch, but the "
                 "'validation_fraction' parameter is 0; set it > 0 (e.g. 0.1)."
             )
+        return self
+
+
+def _resetting_masks(initialize):
+    """A subclass's ``initialize``, which starts without masks whether or not it calls super."""
+
+    @functools.wraps(initialize)
+    def wrapped(self):
+        self.masks_ = None
+        return initialize(self)
+
+    wrapped._pruner_guard = True
+    return wrapped
+
+
+def _holding_masks(on_batch_end):
+    """A subclass's ``on_batch_end``, then the masks held, whether or not it calls super."""
+
+    @functools.wraps(on_batch_end)
+    def wrapped(self, net, *args, training=False, **kwargs):
+        result = on_batch_end(self, net, *args, training=training, **kwargs)
+        if training:
+            self.hold_masks(net)
+        return result
+
+    wrapped._pruner_guard = True
+    return wrapped
 
 
 class ThresholdPruning(Pruner):
@@ -149,6 +200,10 @@ class ThresholdPruning(Pruner):
     """
 
     estimator_params = ("threshold",)
+    _parameter_constraints = {
+        "threshold": [Interval(Real, 0, None, closed="left")],
+        "when": [StrOptions({"batch", "epoch", "after"})],
+    }
 
     def __init__(self, threshold=1e-3, when="batch"):
         self.threshold = threshold
@@ -157,15 +212,6 @@ class ThresholdPruning(Pruner):
     @property
     def incremental(self):
         return self.when != "after"
-
-    def validate(self, estimator):
-        if self.when not in ("batch", "epoch", "after"):
-            raise ValueError(
-                "The 'when' parameter of ThresholdPruning must be one of "
-                f"{{'batch', 'epoch', 'after'}}. Got {self.when!r} instead."
-            )
-        if self.threshold < 0:
-            raise ValueError(f"ThresholdPruning needs threshold >= 0. Got {self.threshold!r}.")
 
     def _prune(self, net):
         soft_threshold_(net.regularized_weights(), self.threshold)

@@ -6,8 +6,6 @@ this one, so the parts never import each other through it. Adding a built-in
 part is one class in its own module plus one line below.
 """
 
-import inspect
-
 import torch
 from sklearn.base import clone
 
@@ -80,26 +78,36 @@ _FUSED_ON_CPU = (torch.optim.Adam,)
 def build_part(estimator, kind, spec):
     """The part ``spec`` (a name or an instance) for ``estimator``, with its routed settings.
 
-    ``kind`` is ``"regularizer"`` or ``"pruning"``; ``<kind>__<name>=value``
-    parameters set the part's own arguments. A part built from a name also takes
-    the estimator parameters it declares in ``estimator_params``; an instance is
-    cloned, so the estimator's parameter is never changed by a fit.
+    ``kind`` is ``"regularizer"``, ``"pruning"`` or ``"strategy"`` (of a
+    :class:`~skprune.ParetoSearchCV`); ``<kind>__<name>=value`` parameters set
+    the part's own arguments. A part built from a name also takes the estimator
+    parameters it declares in ``estimator_params``; an instance is cloned, so
+    the estimator's parameter is never changed by a fit.
     """
     routed = estimator._prefixed_params(kind)
-    if not isinstance(spec, str):
-        part = clone(spec)
-        part.set_params(**routed)  # skorch's Callback.set_params returns None
-        return part
-    cls, fixed = (REGULARIZERS[spec], {}) if kind == "regularizer" else PRUNERS[spec]
-    allowed = sorted(set(inspect.signature(cls).parameters) - set(fixed))
+    if isinstance(spec, str):
+        cls, fixed = _KINDS[kind](spec)
+    else:
+        cls, fixed = type(spec), {}
+    allowed = sorted(set(cls._get_param_names()) - set(fixed))
     unknown = sorted(set(routed) - set(allowed))
     if unknown:
         raise ValueError(
             f"{kind}={spec!r} got unknown parameters {[f'{kind}__{k}' for k in unknown]}; "
             f"it takes {[f'{kind}__{k}' for k in allowed] or 'none'}."
         )
-    own = {name: getattr(estimator, name) for name in cls.estimator_params}
+    if not isinstance(spec, str):
+        return clone(spec).set_params(**routed)
+    own = {name: getattr(estimator, name) for name in getattr(cls, "estimator_params", ())}
     return cls(**{**own, **fixed, **routed})
+
+
+#: part kind -> name -> (class, the arguments the name fixes)
+_KINDS = {
+    "regularizer": lambda name: (REGULARIZERS[name], {}),
+    "pruning": PRUNERS.__getitem__,
+    "strategy": lambda name: (STRATEGIES[name], {}),
+}
 
 
 def optimizer_and_kwargs(estimator, device):

@@ -1,6 +1,7 @@
 """Complexity objectives Ω and how they enter training.
 
-Every Ω is a :class:`Regularizer`: a skorch callback (it may react to
+Every Ω is a :class:`Regularizer`: a parameter object (:class:`~skprune._part.Part`:
+``get_params``, ``set_params``, ``repr``, ``validate``) and a skorch callback (it may react to
 ``on_train_begin``, ``on_batch_end``, ... and write to ``net.history``) with one
 required method, :meth:`Regularizer.penalty`, an optional analytic gradient
 :meth:`Regularizer.grad`, and its behaviour declared once as class attributes.
@@ -12,7 +13,10 @@ from abc import ABC, abstractmethod
 from numbers import Real
 
 import torch
+from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
+
+from ._part import Part
 
 __all__ = [
     "Regularizer",
@@ -26,12 +30,14 @@ __all__ = [
 ]
 
 
-class Regularizer(Callback, ABC):
+class Regularizer(Part, Callback, ABC):
     """Base class of the complexity objectives Ω.
 
     Subclasses implement :meth:`penalty`; those whose ∂Ω/∂w is known in closed
     form also implement :meth:`grad`, which spares autograd a graph through Ω.
-    Parameters are ``__init__`` arguments, settable as ``regularizer__<name>``.
+    Parameters are ``__init__`` arguments, stored unchanged, settable as
+    ``regularizer__<name>`` and checked by :meth:`validate` against
+    ``_parameter_constraints``.
 
     Attributes
     ----------
@@ -103,12 +109,14 @@ class Regularizer(Callback, ABC):
             return self.penalty(weights)
         return _AnalyticPenalty.apply(self, *weights)
 
-    def validate(self, estimator):
-        """Check the regularizer against the estimator's other settings.
+    def validate(self, estimator=None):
+        """Check the parameters, and the regularizer against ``estimator``'s other settings.
 
-        Called once at the top of ``fit``, before any training; raise a
-        ``ValueError`` naming the parameters in conflict.
+        Called once at the top of ``fit``, before any training; raises a
+        ``ValueError`` naming the parameter, its value and what is allowed.
+        A subclass adding checks calls ``super().validate(estimator)`` first.
         """
+        return super().validate(estimator)
 
 
 class ElementwiseRegularizer(Regularizer):
@@ -204,12 +212,8 @@ def smooth_l0_grad(w, beta):
     return beta * torch.sign(w) * torch.exp(-beta * w.abs())
 
 
-def _check_positive(owner, name, value):
-    if not (isinstance(value, Real) and not isinstance(value, bool) and value > 0):
-        raise ValueError(
-            f"The '{name}' parameter of {type(owner).__name__} must be a float > 0 "
-            f"(regularizer__{name}). Got {value!r} instead."
-        )
+#: A strength or sharpness: a float > 0.
+_POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 
 class L0(ElementwiseRegularizer):
@@ -233,12 +237,10 @@ class L0(ElementwiseRegularizer):
     tensor(1.7293)
     """
 
+    _parameter_constraints = {"beta": _POSITIVE}
+
     def __init__(self, beta=10.0):
         self.beta = beta
-
-    def initialize(self):
-        _check_positive(self, "beta", self.beta)
-        return super().initialize()
 
     def terms(self, w):
         return _smooth_l0_terms(w, self.beta)
@@ -274,14 +276,11 @@ class L2L0(ElementwiseRegularizer):
     tensor([0.0000, 2.2707])
     """
 
+    _parameter_constraints = {"alpha": _POSITIVE, "beta": _POSITIVE}
+
     def __init__(self, alpha=1.0, beta=10.0):
         self.alpha = alpha
         self.beta = beta
-
-    def initialize(self):
-        _check_positive(self, "alpha", self.alpha)
-        _check_positive(self, "beta", self.beta)
-        return super().initialize()
 
     def terms(self, w):
         return 0.5 * self.alpha * w.detach().square() + _smooth_l0_terms(w, self.beta)

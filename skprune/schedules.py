@@ -6,10 +6,13 @@ maps the names ``lr_schedule`` accepts to factories of such callbacks.
 """
 
 import math
+from numbers import Real
 
 import torch
+from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
 
+from ._part import Part
 from .optim import SMGD
 
 __all__ = [
@@ -67,7 +70,7 @@ def sigmoid_lr(epoch, max_epochs, lr_start, lr_end):
     return lr_start - (lr_start - lr_end) * sigma
 
 
-class SigmoidLR(Callback):
+class SigmoidLR(Part, Callback):
     """Sets the rate of each epoch to :func:`sigmoid_lr` and records it as ``lr``.
 
     Works with any optimiser: it writes ``lr`` into every parameter group at
@@ -76,8 +79,13 @@ class SigmoidLR(Callback):
 
     Parameters
     ----------
-    lr_start, lr_end : float
+    lr_start, lr_end : float > 0
     """
+
+    _parameter_constraints = {
+        "lr_start": [Interval(Real, 0, None, closed="neither")],
+        "lr_end": [Interval(Real, 0, None, closed="neither")],
+    }
 
     def __init__(self, lr_start, lr_end):
         self.lr_start = lr_start

@@ -4,7 +4,6 @@ import os
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -22,17 +21,18 @@ from ._objectives import (
     standard_error,
     summarize,
 )
+from ._routing import RoutedParams
 from ._search_params import check_needed_params, extra_keys, searched_param
 from ._user_warnings import collapses_silenced, warn_collapsed_fits
 from ._vectorize import vectorized
 from ._warm_start import add_warm_start, warm_folder
-from .registry import KNEE_RULES, STRATEGIES
+from .registry import KNEE_RULES, STRATEGIES, build_part
 from .strategies import SearchStrategy
 
 __all__ = ["ParetoSearchCV"]
 
 
-class ParetoSearchCV(BaseSearchCV):
+class ParetoSearchCV(RoutedParams, BaseSearchCV):
     """Cross-validated search of the knee of the loss–complexity Pareto front.
 
     Trains the estimator at several weights λ of the scalarisation
@@ -64,7 +64,7 @@ class ParetoSearchCV(BaseSearchCV):
         log λ) the intervals next to the knee until its neighbours lie within
         half a decade. An instance (``Bisection(resolution=0.25)``, or a
         :class:`~skprune.strategies.SearchStrategy` subclass of your own) is
-        cloned at every ``fit``; its options are ``strategy__<option>``.
+        cloned at every ``fit``.
     lambdas : array-like of float or None, default=None
         The λ list of ``"grid"`` (default: 9 values log-spaced over
         ``[1e-5, 0.1]``, Reiners Fig. 9a), or the interval ``(λ1, λ2)`` of the
@@ -129,6 +129,12 @@ class ParetoSearchCV(BaseSearchCV):
         leave their λ off the front.
     return_train_score : bool, default=False
         Also score every fit on its training part (``train_score``, ...).
+    strategy__<option> : any
+        An option of the strategy, whether named (``strategy="dichotomic",
+        strategy__per_round=2``) or an instance, as ``regularizer__<name>``
+        reaches the estimators' regulariser: stored as given, listed by
+        ``get_params``, searchable, and set on the strategy at every ``fit``
+        (an option the strategy does not take is a ``ValueError`` there).
 
     Attributes
     ----------
@@ -179,6 +185,8 @@ class ParetoSearchCV(BaseSearchCV):
     True
     """
 
+    _routed_prefixes = ("strategy",)
+
     _parameter_constraints = {
         **{
             k: v
@@ -226,6 +234,7 @@ class ParetoSearchCV(BaseSearchCV):
         pre_dispatch="2*n_jobs",
         error_score=np.nan,
         return_train_score=False,
+        **routed,
     ):
         super().__init__(
             estimator,
@@ -250,6 +259,7 @@ class ParetoSearchCV(BaseSearchCV):
         self.vectorize = vectorize
         self.devices = devices
         self.random_state = random_state
+        self._set_routed_params(routed)
 
     # -- fitting -------------------------------------------------------------
 
@@ -288,8 +298,8 @@ class ParetoSearchCV(BaseSearchCV):
         check_needed_params(self.estimator, {"param_name": self.param_name_, **self._extra_keys()})
         if self.devices is not None and not self.devices:
             raise ValueError("The 'devices' parameter of ParetoSearchCV must not be empty.")
-        spec = self.strategy
-        strategy = STRATEGIES[spec]() if isinstance(spec, str) else clone(spec)
+        self._check_routed_params()
+        strategy = build_part(self, "strategy", self.strategy)
         self._strategy = strategy.initialize(self.lambdas, self.budget, self.random_state)
 
     def _extra_keys(self):

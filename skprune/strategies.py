@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from ._part import Part
 from .pareto import log_grid, pareto_front, propose_bisection, propose_dichotomic
 
 __all__ = [
@@ -70,11 +70,13 @@ class SearchResults:
         return float(self.lams[self.knee])
 
 
-class SearchStrategy(BaseEstimator, ABC):
+class SearchStrategy(Part, ABC):
     """Base class of the search strategies: a first round, then proposals.
 
-    Subclasses store their options in ``__init__`` (as scikit-learn
-    estimators do, so that ``get_params``, ``clone`` and
+    A parameter object like the regularizers and pruners
+    (:class:`~skprune._part.Part`): subclasses store their options in
+    ``__init__``, declared in ``_parameter_constraints`` (so that
+    ``get_params``, ``clone``, :meth:`validate` and
     ``ParetoSearchCV(strategy__option=...)`` work) and implement
     :meth:`first` and :meth:`propose`. The search clones the strategy and
     calls :meth:`initialize` at the start of every ``fit``; state made there
@@ -82,11 +84,9 @@ class SearchStrategy(BaseEstimator, ABC):
     strategy taking a list of weights overrides :meth:`check_lambdas`.
     """
 
-    _parameter_constraints = {}
-
     def initialize(self, lambdas=None, budget=None, random_state=None):
         """Check the options and ``lambdas``, fix budget and random generator; returns self."""
-        self._validate_params()
+        self.validate()
         self.lambdas_ = self.check_lambdas(lambdas)
         self.budget_ = budget if budget is not None else self.default_budget()
         self.random_state_ = check_random_state(random_state)
@@ -174,20 +174,34 @@ class Dichotomic(SearchStrategy):
     ----------
     tol : float, default=1e-3
         The closeness test of Algorithm 3, line 12.
+    per_round : int >= 1 or None, default=None
+        The most new weights of a round, the first ones in the order of the
+        front (by increasing Ω); None: all that come up. Smaller rounds spend
+        the budget more adaptively; a pair left out comes up again next round.
+
+    Examples
+    --------
+    >>> Dichotomic(per_round=2)
+    Dichotomic(per_round=2)
     """
 
-    _parameter_constraints = {"tol": [Interval(Real, 0, None, closed="left")]}
+    _parameter_constraints = {
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "per_round": [Interval(Integral, 1, None, closed="left"), None],
+    }
 
-    def __init__(self, tol=1e-3):
+    def __init__(self, tol=1e-3, per_round=None):
         self.tol = tol
+        self.per_round = per_round
 
     def first(self):
         return list(self.lambdas_)
 
     def propose(self, results):
-        return propose_dichotomic(
+        new = propose_dichotomic(
             _omega_front(results), results.lams.tolist(), self.lambdas_, self._rng(), self.tol
         )
+        return new if self.per_round is None else new[: self.per_round]
 
     def _rng(self):
         return None
