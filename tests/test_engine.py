@@ -230,7 +230,7 @@ def test_stacked_lenet5_matches_each_module(shape):
 
 def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit, training):
     X, y = data  # labels are already 0, 1, 2: their own encoding
-    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, lam=1e-3, device="cpu")
     reference = clone(est).fit(X, y)
     twin = clone(est)
     _prepare(twin, X, y, None)  # validated, seeded and built as fit does

@@ -198,7 +198,7 @@ def _pruned(estimator, X, y):
 def _assert_zeros_kept(mlp, estimator, binary=False):
     layers = [estimator.net_.module_.layer1, estimator.net_.module_.layer2]
     for coef, layer in zip(mlp.coefs_, layers):
-        zero = (layer.weight.detach().numpy() == 0).T
+        zero = (layer.weight.detach().cpu().numpy() == 0).T
         if binary and coef.shape[1] == 1:  # z = z1 - z0 is zero where both rows are
             zero = zero.all(axis=1, keepdims=True)
         np.testing.assert_array_equal(coef == 0, zero)

@@ -96,7 +96,8 @@ def _forward_hook(module):  # no tensor changes: only the layout tells
 
 def _replaced_layer(module):
     torch.manual_seed(0)
-    module.layer3 = nn.Linear(module.layer3.in_features, module.layer3.out_features)
+    old = module.layer3
+    module.layer3 = nn.Linear(old.in_features, old.out_features).to(old.weight.device)
 
 
 _CHANGES = [

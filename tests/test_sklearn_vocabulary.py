@@ -66,7 +66,7 @@ def test_early_stopping_ends_early_and_restores_the_best_weights(digits_split):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     assert clf.validation_scores_[-1] < clf.best_validation_score_  # stopped after a stall
     valid = clf.net_.train_split.keywords["valid_ds"]
-    accuracy = np.mean(clf.net_.predict(valid.X) == valid.y.numpy())
+    accuracy = np.mean(clf.net_.predict(valid.X) == valid.y.cpu().numpy())
     assert accuracy == pytest.approx(clf.best_validation_score_)
 
 
