@@ -5,7 +5,8 @@ Mirrors, step for step, what a single fit of a
 does through skorch (prune before training; per epoch one ``randperm`` of
 each copy's rows; per batch forward, ``(1 − λ)·E + λ·Ω`` with E's and Ω's
 analytic gradients, optimiser step, batchwise pruning; epochwise pruning; the
-history records; prune after training), for all copies at once.
+history records; each copy's DivergenceCheck; its PrintLog row with
+``verbose``; prune after training), for all copies at once.
 """
 
 import time
