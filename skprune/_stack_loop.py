@@ -233,10 +233,16 @@ def per_copy_penalty(reg, weights):
 
 def stacked_grad(reg):
     """∂Ω/∂w of a stacked tensor (K, …): ``reg.grad`` itself for an elementwise Ω,
-    else ``reg.grad`` of each copy's slice (``vmap``)."""
+    else ``reg.grad`` of each copy's slice (``vmap``; a single copy's slice as it is,
+    so that a single fit needs no ``vmap``-able ``grad``)."""
     if isinstance(reg, ElementwiseRegularizer):
         return reg.grad
-    return torch.func.vmap(reg.grad)
+    vmapped = torch.func.vmap(reg.grad)
+
+    def grad(w):
+        return reg.grad(w[0]).unsqueeze(0) if w.shape[0] == 1 else vmapped(w)
+
+    return grad
 
 
 @torch.no_grad()

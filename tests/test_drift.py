@@ -268,3 +268,16 @@ def test_fit_stacked_custom_part_instances_share_one_stack(data, stacks):
     est = SparseNetClassifier(regularizer=ScaledL1(), max_epochs=1, random_state=0)
     fit_stacked([clone(est).set_params(lam=lam) for lam in (1e-4, 1e-3)], X, y)
     assert stacks == [2]
+
+
+class RowGroupLassoItem(RowGroupLasso):
+    """The same Ω, with a ``grad`` that ``vmap`` cannot run (``.item()``)."""
+
+    def grad(self, w):
+        return super().grad(w) * float(w.abs().max().item() >= 0)
+
+
+def test_custom_regularizer_single_fit_needs_no_vmap(data, stacks):
+    X, y = data
+    est = SparseNetClassifier(regularizer=RowGroupLassoItem(), max_epochs=1, random_state=0)
+    assert est.fit(X, y).training_loop_ == "stacked" and stacks == [1]
