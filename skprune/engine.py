@@ -21,7 +21,10 @@ Each copy equals, to float tolerance on the CPU, the separate fit
   (elementwise), the optimiser is the same torch optimiser run on the stacked
   tensors (its update is elementwise, fused Adam included), and threshold
   pruning acts at the same points (before training, after every batch or
-  epoch, after training).
+  epoch, after training);
+* it starts with ``fit``'s own checks (``BaseSparseNet._checked_fit``), and
+  after every epoch its net's own ``DivergenceCheck`` looks at it, as skorch's
+  loop calls that callback.
 
 Copies may train on different rows (cross-validation folds): each has its own
 index tensor into the shared ``X``. Copies that take the same number of
@@ -29,7 +32,8 @@ batches per epoch share a stack; a shorter last batch is padded and its
 padding rows get weight 0 in E. Copies whose number of batches differs, or
 whose settings other than ``lam`` and ``random_state`` differ, train in
 separate stacks. Settings the engine does not serve
-(:func:`unstackable_reason`) fall back to a plain ``fit``.
+(:func:`unstackable_reason`, the one guard) fall back to a plain ``fit``
+through skorch's loop; ``training_loop_`` says which loop trained a fit.
 """
 
 import math
