@@ -183,17 +183,27 @@ class BaseSparseNet(SparseInputMixin, SparsifyMixin, RoutedParams, BaseEstimator
 
     def _start(self, X, y, sample_weight, epochs, classes=None):
         """A new training: checks, parts and net, then ``epochs`` epochs (None: all)."""
-        self._forget_fit()
-        self._check_routed_params()
-        check_params(self)
-        X, y, weight = self._validate_fit_data(X, y, sample_weight, classes, reset=True)
-        device = resolve_device(self.device)
-        parts = self._build_parts(device, incremental=epochs is not None)
+        X, y, weight, device, parts = self._checked_fit(
+            X, y, sample_weight, classes, incremental=epochs is not None
+        )
         seed = self._fit_seed()
         train, valid = self._split(X, y, weight, seed, device)
         with seeded_rng(seed, cuda_indices(device)):
             self._checked_net(device, parts, seed, valid, train[0])
             return self._run(train, epochs)
+
+    def _checked_fit(self, X, y, sample_weight, classes=None, incremental=False):
+        """The checks before training and the parts: ``(X, y, weight, device, parts)``.
+
+        Every new fit starts here, ``fit`` and the engine's copies alike, after
+        ``_validate_params``: the parameters against each other and the data.
+        """
+        self._forget_fit()
+        self._check_routed_params()
+        check_params(self)
+        X, y, weight = self._validate_fit_data(X, y, sample_weight, classes, reset=True)
+        device = resolve_device(self.device)
+        return X, y, weight, device, self._build_parts(device, incremental=incremental)
 
     def _fit_seed(self):  # a new fit's seed; the engine's copies draw theirs here too
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -216,8 +226,16 @@ class BaseSparseNet(SparseInputMixin, SparsifyMixin, RoutedParams, BaseEstimator
         return self._run(train, epochs)
 
     def _run(self, train, epochs):
-        train_net(self, self.net_, *train, epochs)  # the stacked engine (K = 1) or skorch's loop
+        stacked = train_net(self, self.net_, *train, epochs)  # the engine (K = 1) or skorch's
+        return self._record_fit("stacked" if stacked else "skorch")
+
+    def _record_fit(self, loop):
+        """The fitted attributes of the trained ``net_``; ``loop`` is what trained it.
+
+        The same for ``fit`` and for the engine's copies.
+        """
         self.history_ = self.net_.history
+        self.training_loop_ = loop
         self._record_sparsity()
         self._record_lambda_history()
         self._record_iterations()

@@ -187,7 +187,18 @@ class DivergenceCheck(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        reason = _divergence(net)
+        self.check(net)
+
+    def check(self, net, weights_finite=None):
+        """Raise ``FloatingPointError`` if training has diverged by ``net.history[-1]``.
+
+        The one definition of divergence: skorch's loop calls it through
+        :meth:`on_epoch_end`, the stacked engine for every copy after every
+        epoch. ``weights_finite`` says whether every weight is finite, for a
+        caller whose weights are not (yet) in ``net.module_`` (a copy of the
+        stack); None looks at ``net.module_``.
+        """
+        reason = _divergence(net, weights_finite)
         if reason:
             raise FloatingPointError(
                 f"Training diverged at epoch {len(net.history)}: {reason} (lr={net.lr!r}, "
@@ -195,12 +206,14 @@ class DivergenceCheck(Callback):
             )
 
 
-def _divergence(net):
+def _divergence(net, weights_finite=None):
     """Why training has diverged, or None."""
     loss = net.history[-1, "train_loss"]
     if not math.isfinite(loss):
         return f"the training loss is {loss}"
-    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
+    if weights_finite is None:
+        weights_finite = all(bool(torch.isfinite(p).all()) for p in net.module_.parameters())
+    if not weights_finite:
         return "a weight is not finite"
     classes = getattr(net, "classes_inferred_", None)
     if classes is None or len(classes) < 2 or "ce" not in net.history[-1]:

@@ -5,7 +5,8 @@ Mirrors, step for step, what a single fit of a
 does through skorch (prune before training; per epoch one ``randperm`` of
 each copy's rows; per batch forward, ``(1 − λ)·E + λ·Ω`` with E's and Ω's
 analytic gradients, optimiser step, batchwise pruning; epochwise pruning; the
-history records; prune after training), for all copies at once.
+history records; each copy's DivergenceCheck; its PrintLog row with
+``verbose``; prune after training), for all copies at once.
 """
 
 import time
@@ -13,6 +14,7 @@ import time
 import torch
 
 from ._stacked import error_grad, stack_modules
+from .regularizers import ElementwiseRegularizer
 
 #: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
@@ -24,13 +26,15 @@ def train_stack(copies, X):
     """Train the copies (see :class:`skprune.engine._Copy`) on ``X`` as one stack.
 
     Their nets' modules receive the trained weights and optimiser state; their
-    histories receive one entry per epoch. Returns the indices of the copies
-    whose loss or weights stopped being finite (each copy's numbers are its
-    own: the others train on unharmed).
+    histories receive one entry per epoch. After every epoch each copy's own
+    :class:`~skprune._checks.DivergenceCheck` looks at its history row and
+    weights, as in skorch's loop; a copy that diverged keeps its
+    ``FloatingPointError`` in ``copy.error`` (its numbers are its own: the
+    others train on unharmed), and the stack stops once every copy has.
+    Returns the indices of the copies that diverged.
     """
     est, net = copies[0].estimator, copies[0].net
     rows_error = error_grad(est._criterion)  # E's rows and gradient, in closed form
-    finite = torch.ones(len(copies), dtype=torch.bool)
     model = stack_modules([c.net.module_ for c in copies])
     reg = net.regularizer
     reg_names = [f"{name}.weight" for name, _ in net.regularized_named_]
@@ -38,6 +42,7 @@ def train_stack(copies, X):
     device = X.device
     lam = torch.tensor([float(c.lam) for c in copies], device=device)
     penalized = reg is not None and bool(reg_weights) and bool((lam > 0).any())
+    reg_grad = stacked_grad(reg) if penalized else None
     # The net's own optimiser class and settings (fused Adam on the CPU included).
     optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
     step = _fast_step(optimizer)
@@ -70,7 +75,7 @@ def train_stack(copies, X):
                 loss = (1 - lam) * error + lam * omega
             model.backward(grad)
             if penalized:
-                _add_penalty_grad(reg, reg_weights, lam)
+                _add_penalty_grad(reg_grad, reg_weights, lam)
             step()
             if pruning == "batch":
                 prune()
@@ -79,13 +84,14 @@ def train_stack(copies, X):
         if pruning == "epoch":
             prune()
         _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
-        finite &= _finite(model, losses)
+        if _check_divergence(copies, model):
+            break
         if est.verbose:
             _print_progress(copies)
     if pruning is not None:
         prune()
     _write_back(copies, model, optimizer)
-    return [k for k, ok in enumerate(finite.tolist()) if not ok]
+    return [k for k, c in enumerate(copies) if c.error is not None]
 
 
 class _BatchPlan:
@@ -187,12 +193,22 @@ def _fast_step(optimizer):
 
 
 @torch.no_grad()
-def _finite(model, losses):
-    """Per copy: whether the epoch's last loss and every weight are finite (DivergenceCheck)."""
-    ok = torch.isfinite(losses[-1]).cpu()
+def _check_divergence(copies, model):
+    """Each copy's DivergenceCheck on its epoch; True once every copy has diverged.
+
+    The check is the one skorch's loop calls (one definition of divergence);
+    only whether the copy's weights are finite is computed here, for all at once.
+    """
+    finite = torch.ones(len(copies), dtype=torch.bool)
     for p in model.params.values():
-        ok &= torch.isfinite(p).flatten(1).all(1).cpu()
-    return ok
+        finite &= torch.isfinite(p).flatten(1).all(1).cpu()
+    for k, c in enumerate(copies):
+        if c.error is None:
+            try:
+                c.divergence.check(c.net, weights_finite=bool(finite[k]))
+            except FloatingPointError as error:
+                c.error = error
+    return all(c.error is not None for c in copies)
 
 
 def _pad(tensors, length, device):
@@ -215,11 +231,25 @@ def per_copy_penalty(reg, weights):
     return torch.func.vmap(lambda *ws: torch.as_tensor(reg.penalty(list(ws))))(*weights)
 
 
+def stacked_grad(reg):
+    """∂Ω/∂w of a stacked tensor (K, …): ``reg.grad`` itself for an elementwise Ω,
+    else ``reg.grad`` of each copy's slice (``vmap``; a single copy's slice as it is,
+    so that a single fit needs no ``vmap``-able ``grad``)."""
+    if isinstance(reg, ElementwiseRegularizer):
+        return reg.grad
+    vmapped = torch.func.vmap(reg.grad)
+
+    def grad(w):
+        return reg.grad(w[0]).unsqueeze(0) if w.shape[0] == 1 else vmapped(w)
+
+    return grad
+
+
 @torch.no_grad()
-def _add_penalty_grad(reg, weights, lam):
+def _add_penalty_grad(grad, weights, lam):
     """``p.grad += λ_k · ∂Ω/∂w`` (the loss's λ·Ω term, Reiners eq. 7)."""
     for w in weights:
-        w.grad.addcmul_(reg.grad(w), lam.view(-1, *[1] * (w.dim() - 1)))
+        w.grad.addcmul_(grad(w), lam.view(-1, *[1] * (w.dim() - 1)))
 
 
 @torch.no_grad()
@@ -262,7 +292,12 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
 
 
 def _print_progress(copies):
-    """One line per epoch for the whole stack: its losses' and densities' ranges."""
+    """The epoch's progress: a single copy's row of skorch's table (its own
+    PrintLog, as a fit through skorch's loop prints it), or one line for a stack:
+    its losses' and densities' ranges."""
+    if len(copies) == 1:
+        dict(copies[0].net.callbacks_)["print_log"].on_epoch_end(copies[0].net)
+        return
     last = [c.net.history[-1] for c in copies]
     loss, density = [e["train_loss"] for e in last], [e["density"] for e in last]
     print(

@@ -21,7 +21,10 @@ Each copy equals, to float tolerance on the CPU, the separate fit
   (elementwise), the optimiser is the same torch optimiser run on the stacked
   tensors (its update is elementwise, fused Adam included), and threshold
   pruning acts at the same points (before training, after every batch or
-  epoch, after training).
+  epoch, after training);
+* it starts with ``fit``'s own checks (``BaseSparseNet._checked_fit``), and
+  after every epoch its net's own ``DivergenceCheck`` looks at it, as skorch's
+  loop calls that callback.
 
 Copies may train on different rows (cross-validation folds): each has its own
 index tensor into the shared ``X``. Copies that take the same number of
@@ -29,7 +32,8 @@ batches per epoch share a stack; a shorter last batch is padded and its
 padding rows get weight 0 in E. Copies whose number of batches differs, or
 whose settings other than ``lam`` and ``random_state`` differ, train in
 separate stacks. Settings the engine does not serve
-(:func:`unstackable_reason`) fall back to a plain ``fit``.
+(:func:`unstackable_reason`, the one guard) fall back to a plain ``fit``
+through skorch's loop; ``training_loop_`` says which loop trained a fit.
 """
 
 import math
@@ -42,6 +46,8 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
+from skorch.callbacks import Callback
+from torch import nn
 
 from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
@@ -49,9 +55,8 @@ from ._folds import is_rows, stack_folds
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
 from ._threads import flush_denormals, seeded_rng, torch_threads
-from ._validation import resolve_device
+from .models import BUILTIN_MODULES
 from .pruning import ThresholdPruning
-from .regularizers import L0, L1, L2, L2L0
 
 __all__ = [
     "lambda_path",
@@ -64,38 +69,154 @@ __all__ = [
 ]
 
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
-_REGULARIZERS = (L1, L2, L0, L2L0)
+#: skorch's hooks: the engine calls none of a part's own (it runs their work itself).
+_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_batch_begin",
+    "on_batch_end",
+    "on_grad_computed",
+)
 
 
-def unstackable_reason(estimator, parts=None):
+def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
 
+    The one guard: ``fit``, :func:`lambda_path`, :func:`fit_stacked` and the
+    vectorised search train through the engine exactly when it returns None
+    (``fit`` also leaves ``partial_fit`` and ``warm_start`` continuations to
+    skorch's loop); ``training_loop_`` says which loop ran.
+
     Served: :class:`~skprune.SparseNetClassifier` and
-    :class:`~skprune.SparseNetRegressor` with the regularizer ℓ1, ℓ2,
-    ℓ0, ℓ2+ℓ0 or None; threshold pruning (``"auto"``, ``"batch"``,
+    :class:`~skprune.SparseNetRegressor` with a regularizer that enters the
+    loss with an analytic ``grad`` (ℓ1, ℓ2, ℓ0, ℓ2+ℓ0 and subclasses that
+    implement ``grad``) or None; threshold pruning (``"auto"``, ``"batch"``,
     ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
-    no ``lr_schedule``, no validation split, no extra callbacks; a module
-    without dropout or batch normalisation (checked once it is built). With
-    ``verbose > 0`` a stack prints one progress line per epoch. ``parts`` are
-    the estimator's built parts, when known.
+    no ``lr_schedule``, validation split, early stopping, extra callbacks,
+    ``class_weight`` or sample weights; a module without dropout or batch
+    normalisation. ``parts``, ``module`` and ``sample_weight`` are the fit's
+    built parts, built module and combined sample weights, when known (else
+    the parts are built, and a module named by a string or an instance is
+    built on the ``meta`` device, from the estimator's settings).
+
+    Examples
+    --------
+    >>> from skprune import SparseNetClassifier
+    >>> unstackable_reason(SparseNetClassifier()) is None
+    True
+    >>> unstackable_reason(SparseNetClassifier("vgg"))
+    "module='vgg': it has a BatchNorm2d layer (random numbers or running statistics in training)"
     """
     if error_grad(getattr(estimator, "_criterion", None)) is None:
         return f"{type(estimator).__name__} is trained on neither the cross-entropy nor the MSE"
     regularizer, pruner, (optimizer, _) = parts or estimator._build_parts("cpu")
-    if not issubclass(optimizer, _OPTIMIZERS):
-        return f"optimizer={estimator.optimizer!r} is not SGD, Adam or RMSprop"
-    if regularizer is not None and type(regularizer) not in _REGULARIZERS:
-        return f"regularizer={estimator.regularizer!r} is not l1, l2, l0, l2_l0 or None"
-    if pruner is not None and type(pruner) is not ThresholdPruning:
-        return f"pruning={estimator.pruning!r} is not threshold pruning"
+    return (
+        _optimizer_reason(estimator, optimizer)
+        or _regularizer_reason(estimator, regularizer)
+        or _pruner_reason(estimator, pruner)
+        or _settings_reason(estimator)
+        or ("sample_weight gives the rows unequal weights" if sample_weight is not None else None)
+        or _module_reason(estimator, module)
+    )
+
+
+def _label(name, spec, part):
+    """``pruning='global'`` for a part named by a string, ``regularizer RowGroupLasso`` else."""
+    return f"{name}={spec!r}" if isinstance(spec, str) else f"{name} {type(part).__name__}"
+
+
+def _optimizer_reason(estimator, optimizer):
+    if issubclass(optimizer, _OPTIMIZERS):
+        return None
+    spec = estimator.optimizer
+    label = f"optimizer={spec!r}" if isinstance(spec, str) else f"optimizer {optimizer.__name__}"
+    return f"{label} is not SGD, Adam or RMSprop"
+
+
+def _own_hooks(part, base):
+    """The skorch hooks that ``part``'s class defines beyond ``base``."""
+    return [h for h in _HOOKS if getattr(type(part), h) is not getattr(base, h)]
+
+
+def _regularizer_reason(estimator, reg):
+    """What ``reg`` lacks to train stacked: Ω in the loss, ∂Ω/∂w in closed form, no hooks."""
+    if reg is None:
+        return None
+    what = _regularizer_lacks(reg)
+    label = _label("regularizer", estimator.regularizer, reg)
+    return None if what is None else f"{label} is not stackable: {what}"
+
+
+def _regularizer_lacks(reg):
+    if reg.prunes_itself:
+        return "it makes its own zeros (prunes_itself: gates the engine does not stack)"
+    if not reg.in_loss:
+        return "it acts on the weights outside the loss (in_loss=False)"
+    if not reg.analytic:
+        return "it has no analytic gradient; implement grad(w), ∂Ω/∂w of one tensor"
+    hooks = _own_hooks(reg, Callback)
+    return f"it overrides {', '.join(hooks)}, which the engine does not call" if hooks else None
+
+
+def _pruner_reason(estimator, pruner):
+    if pruner is None:
+        return None
+    label = _label("pruning", estimator.pruning, pruner)
+    if not isinstance(pruner, ThresholdPruning):
+        return f"{label} is not threshold pruning"
+    hooks = _own_hooks(pruner, ThresholdPruning)
+    if hooks or type(pruner)._prune is not ThresholdPruning._prune:
+        what = ", ".join(hooks) or "_prune"
+        return f"{label} is not stackable: it overrides {what}, which the engine does not call"
+    return None
+
+
+def _settings_reason(estimator):
     checks = {
         "lr_schedule": estimator.lr_schedule is None,
         "validation_fraction": not estimator.validation_fraction,
         "callbacks": not estimator.callbacks,
         "early_stopping": not getattr(estimator, "early_stopping", False),
+        "class_weight": getattr(estimator, "class_weight", None) is None,
     }
     bad = [name for name, ok in checks.items() if not ok]
     return f"{bad[0]}={getattr(estimator, bad[0])!r} is set" if bad else None
+
+
+def _module_reason(estimator, module):
+    """Why the module (built, or probed from the settings) cannot be stacked, or None."""
+    module = _probe_module(estimator) if module is None else module
+    reason = None if module is None else unstackable(module)
+    if reason is None:
+        return None
+    spec = estimator.module
+    name = repr(spec) if isinstance(spec, str) else getattr(spec, "__name__", type(spec).__name__)
+    return f"module={name}: {reason}"
+
+
+def _probe_module(estimator):
+    """The estimator's module built on the ``meta`` device (no memory), or None if unknown."""
+    spec = estimator.module
+    if isinstance(spec, nn.Module):
+        return spec
+    kwargs = estimator._prefixed_params("module")
+    try:
+        if isinstance(spec, str):
+            spec, kwargs = BUILTIN_MODULES[spec](*_probe_sizes(estimator), **kwargs)
+        with torch.device("meta"):
+            return spec(**kwargs)
+    except Exception:  # a module the settings alone cannot build: decided when fit builds it
+        return None
+
+
+def _probe_sizes(estimator):
+    """``(n_features, n_outputs, image shape)`` of the data seen, else of 3×32×32 images."""
+    if not hasattr(estimator, "n_features_in_"):
+        return 3 * 32 * 32, 2, None
+    shape = estimator._input_shape
+    return estimator.n_features_in_, estimator._n_outputs, shape if len(shape) == 3 else None
 
 
 @dataclass
@@ -109,6 +230,14 @@ class _Copy:
     lam: float
     seed: int
     pruner: object
+    #: The FloatingPointError of the epoch where this copy diverged (DivergenceCheck), or None.
+    error: Exception = None
+
+    def __post_init__(self):
+        # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
+        if self.net.error_key == "ce":
+            self.net.classes_inferred_ = np.unique(self.y.cpu().numpy())
+        self.divergence = dict(self.net.callbacks_)["divergence"]
 
 
 def lambda_path(estimator, X, y, lams):
@@ -280,12 +409,14 @@ def train_net(estimator, net, X, y, weight=None, epochs=None):
 
     ``weight`` are per-sample weights (or None) and ``epochs`` the number of
     epochs (None: ``max_epochs``), as ``SparseNet.partial_fit`` takes them.
+    Returns True if the engine trained it, False if skorch's loop did.
     """
     if fit_net(estimator, net, X, y, weight, epochs):
-        return
+        return True
     net.train_sample_weight = weight
     net.partial_fit(X, y, epochs=epochs)
     net.train_sample_weight = None  # not kept in the fitted estimator
+    return False
 
 
 def fit_net(estimator, net, X, y, weight=None, epochs=None):
@@ -293,25 +424,22 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
 
     The single fit through the engine (K = 1), for ``fit`` to call in place of
     ``net.partial_fit(X, y)``. Returns False, training nothing, when the engine
-    does not serve it: settings it does not serve, sample weights, a number of
-    ``epochs`` (``partial_fit``), a net that has trained before, or ``verbose``
-    (skorch's loop prints its table of the epochs).
+    does not serve it: :func:`unstackable_reason` (sample weights included),
+    or a continuation (a number of ``epochs``: ``partial_fit``; a net that has
+    trained before: ``warm_start``). With ``verbose`` it prints skorch's table
+    of the epochs; at the end of the epoch where training diverged it raises
+    ``FloatingPointError``, as skorch's loop does.
     """
-    if weight is not None or epochs is not None or len(net.history) or estimator.verbose:
+    if epochs is not None or len(net.history):
         return False
     parts = _net_parts(net)
-    if unstackable_reason(estimator, parts) or unstackable(net.module_):
+    if unstackable_reason(estimator, parts, net.module_, weight):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
     train_stack([copy], X)
-    if net.error_key == "ce":  # what skorch's fit loop records for a classifier
-        net.classes_inferred_ = np.unique(y.cpu().numpy())
-    from ._checks import DivergenceCheck
-
-    # Non-finite numbers, or an exploded cross-entropy that stayed finite (an
-    # oversized lr): FloatingPointError, as skorch's loop raises it.
-    DivergenceCheck().on_epoch_end(net)
+    if copy.error is not None:
+        raise copy.error
     return True
 
 
@@ -327,20 +455,16 @@ def _rows(X, y, rows):
 
 
 def _prepare(est, X, y, rows):
-    """Validate, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
-    est._validate_params()
-    est._forget_fit()
-    est._check_routed_params()
-    Xv, yv, weight = est._validate_fit_data(*_rows(X, y, rows), None, reset=True)
-    device = resolve_device(est.device)
-    parts = est._build_parts(device)
-    if weight is not None or unstackable_reason(est, parts):
-        return None
+    """Check, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
+    est._validate_params()  # what fit's _fit_context runs; the rest is fit's own start
+    Xv, yv, weight, device, parts = est._checked_fit(*_rows(X, y, rows), None)
+    if unstackable_reason(est, parts, sample_weight=weight):
+        return None  # decided before the seed is drawn: est.fit draws it afresh
     seed = est._fit_seed()
     (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
     with seeded_rng(seed, cuda_indices(device)):
         est._checked_net(device, parts, seed, None, X_train)
-    if unstackable(est.net_.module_):
+    if unstackable_reason(est, parts, est.net_.module_, weight):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
     return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
@@ -367,11 +491,12 @@ def _groups(copies):
     for c in copies:
         est = c.estimator
         params = est.get_params(deep=False)
-        params.pop("lam"), params.pop("random_state")
+        params.pop("lam")
+        params.pop("random_state")
         n_batches = math.ceil(len(c.rows) / est.batch_size)
         key = (
             type(est),
-            repr(sorted(params.items(), key=lambda kv: kv[0])),
+            repr(sorted((k, _setting(v)) for k, v in params.items())),
             _target_shape(est),
             est._input_shape,
             str(c.rows.device),
@@ -381,6 +506,14 @@ def _groups(copies):
     return list(groups.values())
 
 
+def _setting(value):
+    """A parameter as its settings: a part instance (each clone its own object) by its
+    class and parameters, not by its default ``repr`` (an address)."""
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        return type(value).__qualname__, sorted(value.get_params(deep=False).items())
+    return value
+
+
 def _target_shape(est):
     """What a copy's output layer is sized by: the classes, or the number of targets."""
     classes = getattr(est, "classes_", None)
@@ -388,7 +521,4 @@ def _target_shape(est):
 
 
 def _finish(est):
-    est.history_ = est.net_.history
-    est._record_sparsity()
-    est._record_lambda_history()
-    est._record_iterations()
+    est._record_fit("stacked")

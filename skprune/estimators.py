@@ -172,6 +172,12 @@ _FITTED = """\
     best_validation_score_ : float or None
         With ``early_stopping``: the best of ``validation_scores_``, whose
         weights the fitted network holds.
+    training_loop_ : {"stacked", "skorch"}
+        Which loop trained the network in the last call: ``"stacked"``, the
+        engine (:mod:`skprune.engine`, K = 1 for a plain ``fit``), or
+        ``"skorch"``, skorch's own loop, for settings the engine does not
+        serve (:func:`skprune.engine.unstackable_reason` says which) and for
+        ``partial_fit`` and ``warm_start`` continuations.
 
 """
 
