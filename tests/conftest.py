@@ -78,3 +78,24 @@ def training(monkeypatch):
     monkeypatch.setattr(engine, "train_stack", train_stack)
     monkeypatch.setattr(skorch.NeuralNet, "fit_loop", fit_loop)
     return seen
+
+
+@pytest.fixture
+def skorch_fit(monkeypatch):
+    """Separate fits through skorch's own loop, not the engine: the reference it must equal."""
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
+
+
+@pytest.fixture
+def max_weight_gap():
+    """The largest |Δw| between two lists of fitted estimators, pair by pair."""
+
+    def gap(fitted, separate):
+        with torch.no_grad():
+            return max(
+                float((a - b).abs().max())
+                for f, s in zip(fitted, separate)
+                for a, b in zip(f.net_.module_.parameters(), s.net_.module_.parameters())
+            )
+
+    return gap

@@ -45,21 +45,6 @@ def stacks(monkeypatch):
     return sizes
 
 
-@pytest.fixture
-def skorch_fit(monkeypatch):
-    """Separate fits through skorch's own loop: the reference the engine must equal."""
-    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
-
-
-def _max_weight_gap(fitted, separate):
-    with torch.no_grad():
-        return max(
-            float((a - b).abs().max())
-            for f, s in zip(fitted, separate)
-            for a, b in zip(f.net_.module_.parameters(), s.net_.module_.parameters())
-        )
-
-
 # -- the checks before training -------------------------------------------------
 
 
@@ -129,14 +114,14 @@ def test_stack_copy_that_diverges_leaves_the_others_training(digits):
 # -- verbose ---------------------------------------------------------------------
 
 
-def test_fit_verbose_trains_the_same_weights_and_prints_the_table(digits, capsys):
+def test_fit_verbose_trains_the_same_weights_and_prints_the_table(digits, capsys, max_weight_gap):
     X, y = digits
     quiet = SparseNetClassifier(max_epochs=3, random_state=0).fit(X, y)
     capsys.readouterr()
     loud = SparseNetClassifier(max_epochs=3, random_state=0, verbose=1).fit(X, y)
     out = capsys.readouterr().out.splitlines()
     assert quiet.training_loop_ == loud.training_loop_ == "stacked"
-    assert _max_weight_gap([quiet], [loud]) == 0
+    assert max_weight_gap([quiet], [loud]) == 0
     assert out[0].split() == ["epoch", "ce", "density", "penalty", "train_loss", "dur"]
     assert [line.split()[0] for line in out[2:]] == ["1", "2", "3"]
     assert f"{loud.history_[-1, 'train_loss']:.4f}" in out[-1]
@@ -221,7 +206,9 @@ class RowGroupLassoAutograd(Regularizer):
 
 
 @pytest.mark.parametrize("regularizer", [ScaledL1(), RowGroupLasso()])
-def test_custom_regularizer_with_analytic_grad_trains_stacked(data, regularizer, stacks):
+def test_custom_regularizer_with_analytic_grad_trains_stacked(
+    data, regularizer, stacks, max_weight_gap
+):
     X, y = data
     est = SparseNetClassifier(regularizer=regularizer, max_epochs=2, batch_size=16, random_state=0)
     assert unstackable_reason(est) is None
@@ -232,7 +219,7 @@ def test_custom_regularizer_with_analytic_grad_trains_stacked(data, regularizer,
     with pytest.MonkeyPatch.context() as patch:  # the reference: skorch's own loop
         patch.setattr("skprune.engine.fit_net", lambda *args: False)
         separate = [s.fit(X, y) for s in separate]
-    assert _max_weight_gap(path, separate) <= 1e-4
+    assert max_weight_gap(path, separate) <= 1e-4
     assert [p.density_ for p in path] == [s.density_ for s in separate]
     for p, s in zip(path, separate):
         np.testing.assert_allclose(p.history_[:, "penalty"], s.history_[:, "penalty"], rtol=1e-4)

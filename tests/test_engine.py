@@ -46,21 +46,6 @@ def device(request):
     return request.param
 
 
-@pytest.fixture
-def skorch_fit(monkeypatch):
-    """Separate fits through skorch's training loop, not the engine: the reference."""
-    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
-
-
-def _max_weight_gap(fitted, separate):
-    with torch.no_grad():
-        return max(
-            float((a - b).abs().max())
-            for f, s in zip(fitted, separate)
-            for a, b in zip(f.net_.module_.parameters(), s.net_.module_.parameters())
-        )
-
-
 def _separate(estimators, X, y, rows=None):
     rows = rows or [np.arange(len(X))] * len(estimators)
     return [clone(e).fit(X[r], y[r]) for e, r in zip(estimators, rows)]
@@ -76,14 +61,16 @@ def _separate(estimators, X, y, rows=None):
         {"regularizer": None, "pruning": None},
     ],
 )
-def test_lambda_path_equals_separate_fits(data, params, device, skorch_fit, training):
+def test_lambda_path_equals_separate_fits(
+    data, params, device, skorch_fit, training, max_weight_gap
+):
     X, y = data
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, device=device, **params)
     with training as seen:
         path = lambda_path(est, X, y, LAMS)
     assert seen.stacks == [len(LAMS)] and seen.loops == 0  # one stack, no fallback
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
-    assert _max_weight_gap(path, separate) <= 1e-4
+    assert max_weight_gap(path, separate) <= 1e-4
     for p, s in zip(path, separate):
         assert p.density_ == s.density_ and p.layer_density_ == s.layer_density_
         np.testing.assert_allclose(p.objectives_, s.objectives_, rtol=1e-4)
@@ -103,7 +90,7 @@ def test_lambda_path_differs_by_lambda_and_keeps_template(data):
     assert est.lam == 1e-4 and not hasattr(est, "net_")
 
 
-def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit, training):
+def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit, training, max_weight_gap):
     X, y = data
     X, y = X[:101], y[:101]  # folds of 67 and 68 rows: a shorter last batch
     folds = [train for train, _ in KFold(3).split(X)]
@@ -113,10 +100,12 @@ def test_fit_stacked_folds_equal_separate_fits(data, skorch_fit, training):
     with training as seen:
         fit_stacked(estimators, X, y, rows)
     assert seen.stacks == [6] and seen.loops == 0  # 5 batches in every fold: one stack
-    assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
+    assert max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
-def test_fit_stacked_copies_with_their_own_seeds_equal_separate_fits(data, skorch_fit, training):
+def test_fit_stacked_copies_with_their_own_seeds_equal_separate_fits(
+    data, skorch_fit, training, max_weight_gap
+):
     # Same rows, different seeds: each copy draws its own batches (no shared input).
     X, y = data
     est = SparseNetClassifier(max_epochs=2, batch_size=16, lam=1e-3)
@@ -124,10 +113,10 @@ def test_fit_stacked_copies_with_their_own_seeds_equal_separate_fits(data, skorc
     with training as seen:
         fit_stacked(estimators, X, y)
     assert seen.stacks == [3] and seen.loops == 0
-    assert _max_weight_gap(estimators, _separate(estimators, X, y)) <= 1e-4
+    assert max_weight_gap(estimators, _separate(estimators, X, y)) <= 1e-4
 
 
-def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit, training):
+def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit, training, max_weight_gap):
     X, y = data
     rows = [np.arange(100), np.arange(40)]
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=2)
@@ -135,10 +124,10 @@ def test_fit_stacked_separates_unequal_batch_counts(data, skorch_fit, training):
     with training as seen:
         fit_stacked(estimators, X, y, rows)
     assert seen.stacks == [1, 1] and seen.loops == 0  # 7 and 3 batches: two stacks of one
-    assert _max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
+    assert max_weight_gap(estimators, _separate(estimators, X, y, rows)) <= 1e-4
 
 
-def test_lambda_path_lenet5_equals_separate_fits(skorch_fit, training):
+def test_lambda_path_lenet5_equals_separate_fits(skorch_fit, training, max_weight_gap):
     rng = np.random.RandomState(0)
     X = rng.rand(40, 1, 12, 12).astype(np.float32)
     y = rng.randint(0, 3, 40)
@@ -147,7 +136,7 @@ def test_lambda_path_lenet5_equals_separate_fits(skorch_fit, training):
         path = lambda_path(est, X, y, [1e-4, 1e-3])
     assert seen.stacks == [2] and seen.loops == 0
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
-    assert _max_weight_gap(path, separate) <= 1e-4
+    assert max_weight_gap(path, separate) <= 1e-4
 
 
 @pytest.mark.parametrize(
@@ -178,23 +167,23 @@ def test_unstackable_reason_none_for_defaults():
     assert unstackable_reason(SparseNetClassifier()) is None
 
 
-def test_lambda_path_falls_back_to_separate_fits(data):
+def test_lambda_path_falls_back_to_separate_fits(data, max_weight_gap):
     X, y = data
     est = SparseNetClassifier(max_epochs=2, random_state=0, lr_schedule="sigmoid")
     path = lambda_path(est, X, y, [1e-4, 1e-3])
     assert "lr" in path[0].history_[-1]  # trained by fit: the schedule recorded its rate
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
-    assert _max_weight_gap(path, separate) == 0
+    assert max_weight_gap(path, separate) == 0
 
 
-def test_unstackable_module_with_dropout_falls_back(data):
+def test_unstackable_module_with_dropout_falls_back(data, max_weight_gap):
     X, y = data
     module = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3))
     assert "Dropout" in unstackable(module)
     est = SparseNetClassifier(module, max_epochs=1, random_state=0)
     path = lambda_path(est, X, y, [1e-4, 1e-3])
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
-    assert _max_weight_gap(path, separate) == 0
+    assert max_weight_gap(path, separate) == 0
 
 
 def test_cross_entropy_grad_matches_autograd():
@@ -228,7 +217,7 @@ def test_stacked_lenet5_matches_each_module(shape):
             torch.testing.assert_close(stack.params[name].grad[k], p.grad, atol=1e-5, rtol=1e-4)
 
 
-def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit, training):
+def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit, training, max_weight_gap):
     X, y = data  # labels are already 0, 1, 2: their own encoding
     est = SparseNetClassifier(max_epochs=2, batch_size=16, random_state=0, lam=1e-3, device="cpu")
     reference = clone(est).fit(X, y)
@@ -237,7 +226,7 @@ def test_fit_net_single_fit_equals_skorch_loop(data, skorch_fit, training):
     with training as seen:
         assert fit_net(twin, twin.net_, torch.as_tensor(X), torch.as_tensor(y))
     assert seen.stacks == [1] and seen.loops == 0
-    assert _max_weight_gap([twin], [reference]) <= 1e-4
+    assert max_weight_gap([twin], [reference]) <= 1e-4
     assert len(twin.net_.history) == 2
 
 
@@ -272,7 +261,12 @@ def test_fit_goes_through_the_engine_when_served(data, monkeypatch):
 
 @pytest.mark.parametrize("n_outputs", [1, 2])
 def test_regressor_lambda_path_and_folds_equal_separate_fits(
-    data, n_outputs, device, skorch_fit, training
+    data,
+    n_outputs,
+    device,
+    skorch_fit,
+    training,
+    max_weight_gap,
 ):
     X, _ = data
     X = X[:101]  # folds of 67 and 68 rows: a shorter last batch, padded
@@ -283,7 +277,7 @@ def test_regressor_lambda_path_and_folds_equal_separate_fits(
         path = lambda_path(est, X, y, LAMS)
     assert seen.stacks == [len(LAMS)] and seen.loops == 0
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
-    assert _max_weight_gap(path, separate) <= 1e-4
+    assert max_weight_gap(path, separate) <= 1e-4
     for p, s in zip(path, separate):
         for key in ("train_loss", "mse", "penalty", "density"):
             np.testing.assert_allclose(p.history_[:, key], s.history_[:, key], rtol=1e-4)
@@ -293,7 +287,7 @@ def test_regressor_lambda_path_and_folds_equal_separate_fits(
     with training as seen:
         fit_stacked(estimators, X, y, folds)
     assert seen.stacks == [3] and seen.loops == 0
-    assert _max_weight_gap(estimators, _separate(estimators, X, y, folds)) <= 1e-4
+    assert max_weight_gap(estimators, _separate(estimators, X, y, folds)) <= 1e-4
 
 
 def test_squared_error_grad_matches_autograd():
@@ -313,7 +307,9 @@ def test_lambda_path_names_what_it_needs():
         lambda_path(make_pipeline(LogisticRegression()), np.ones((4, 2)), [0, 1, 0, 1], [1e-3])
 
 
-def test_lambda_path_of_a_pipeline_equals_its_separate_fits(data, skorch_fit, training):
+def test_lambda_path_of_a_pipeline_equals_its_separate_fits(
+    data, skorch_fit, training, max_weight_gap
+):
     X, y = data
     X = X * 10 + 5  # the scaler changes what the networks see
     pipe = make_pipeline(StandardScaler(), SparseNetClassifier(max_epochs=2, random_state=0))
@@ -323,11 +319,11 @@ def test_lambda_path_of_a_pipeline_equals_its_separate_fits(data, skorch_fit, tr
     separate = [clone(pipe).set_params(sparsenetclassifier__lam=lam) for lam in (1e-4, 1e-2)]
     separate = [s.fit(X, y) for s in separate]
     assert [p[-1].lam for p in path] == [1e-4, 1e-2] and pipe[-1].lam != 1e-2
-    assert _max_weight_gap([p[-1] for p in path], [s[-1] for s in separate]) <= 1e-4
+    assert max_weight_gap([p[-1] for p in path], [s[-1] for s in separate]) <= 1e-4
     assert path[0][0] is not path[1][0] and np.allclose(path[0][0].mean_, separate[0][0].mean_)
 
 
-def test_fit_candidates_orders_pairs_as_base_search_cv(data, training):
+def test_fit_candidates_orders_pairs_as_base_search_cv(data, training, max_weight_gap):
     X, y = data
     folds = list(KFold(2).split(X))
     est = SparseNetClassifier(max_epochs=1, random_state=0, threshold=0.02)
@@ -336,10 +332,10 @@ def test_fit_candidates_orders_pairs_as_base_search_cv(data, training):
     assert seen.stacks == [4] and seen.loops == 0  # 2 λ × 2 folds
     assert [e.lam for e in fitted] == [1e-4, 1e-4, 5e-2, 5e-2]
     reference = clone(est).set_params(lam=5e-2).fit(X[folds[1][0]], y[folds[1][0]])
-    assert _max_weight_gap([fitted[3]], [reference]) <= 1e-4
+    assert max_weight_gap([fitted[3]], [reference]) <= 1e-4
 
 
-def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch, training):
+def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch, training, max_weight_gap):
     rng = np.random.RandomState(0)
     X, y = rng.rand(40, 1, 12, 12).astype(np.float32), rng.randint(0, 3, 40)
     est = SparseNetClassifier("lenet5", max_epochs=2, batch_size=16, random_state=0, lam=1e-3)
@@ -350,7 +346,7 @@ def test_single_lenet5_fit_through_engine_equals_skorch_loop(monkeypatch, traini
     with training as seen:
         reference = clone(est).fit(X, y)
     assert seen.stacks == [] and seen.loops == 1  # skorch's loop
-    assert _max_weight_gap([engine], [reference]) <= 1e-4
+    assert max_weight_gap([engine], [reference]) <= 1e-4
 
 
 def test_pipeline_fold_whose_steps_fail_is_left_to_its_own_fit(data):
