@@ -13,6 +13,7 @@ import time
 import torch
 
 from ._stacked import error_grad, stack_modules
+from ._threads import step_work, torch_threads
 
 __all__ = ["train_stack"]
 
@@ -23,8 +24,15 @@ def train_stack(copies, X):
     Their nets' modules receive the trained weights and optimiser state; their
     histories receive one entry per epoch. Returns the indices of the copies
     whose loss or weights stopped being finite (each copy's numbers are its
-    own: the others train on unharmed).
+    own: the others train on unharmed). Torch threads follow the work of a
+    step of the whole stack (:func:`skprune._threads.policy_threads`).
     """
+    rows = min(copies[0].estimator.batch_size, max(len(c.rows) for c in copies))
+    with torch_threads(step_work(copies[0].net.module_, X, rows * len(copies))):
+        return _train_stack(copies, X)
+
+
+def _train_stack(copies, X):
     est, net = copies[0].estimator, copies[0].net
     rows_error = error_grad(est._criterion)  # E's rows and gradient, in closed form
     finite = torch.ones(len(copies), dtype=torch.bool)

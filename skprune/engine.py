@@ -47,7 +47,7 @@ from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
-from ._threads import flush_denormals, seeded_rng, torch_threads
+from ._threads import flush_denormals, seeded_rng, step_work, torch_threads
 from ._validation import resolve_device
 from .pruning import ThresholdPruning
 from .regularizers import L0, L1, L2, L2L0
@@ -189,7 +189,7 @@ def fit_stacked(estimators, X, y, rows=None):
 
 
 @unfinished_restored
-@torch_threads()  # one thread by default, denormals flushed: see skprune._threads
+@torch_threads()  # threads by each stack's work, denormals flushed: see skprune._threads
 @flush_denormals()
 def train_stackable(estimators, X, y, rows):
     """Fit, in stacks, the estimators the engine serves; the others are left as they are.
@@ -289,7 +289,8 @@ def train_net(estimator, net, X, y, weight=None, epochs=None):
     if fit_net(estimator, net, X, y, weight, epochs):
         return
     net.train_sample_weight = weight
-    net.partial_fit(X, y, epochs=epochs)
+    with torch_threads(step_work(net.module_, X, min(estimator.batch_size, len(X)))):
+        net.partial_fit(X, y, epochs=epochs)
     net.train_sample_weight = None  # not kept in the fitted estimator
 
 
