@@ -45,7 +45,7 @@ __all__ = [
 #: Multiply-adds per step (forward, per sample × rows at once × stacked copies)
 #: that each torch thread needs to pay for itself; measured on 2 cores (engine
 #: guide, "Threads").
-WORK_PER_THREAD = 6_000_000
+WORK_PER_THREAD = 4_000_000
 
 _UNSET = object()
 _setting = {"n": _UNSET}
@@ -130,17 +130,21 @@ def _in_joblib_worker():
 
 
 def _free_cores():
-    """Cores torch may use now: its own count, within this process's CPUs, less busy ones.
+    """Cores torch may use now: its own count, within this process's CPUs and the load.
 
     torch's count follows ``OMP_NUM_THREADS``, which joblib sets to its share
-    of the cores in the workers it starts. Busy: what other processes ran
-    over the last minute (the load average less this process's own share).
+    of the cores in the workers it starts. The load: the machine's cores
+    less the threads other processes ran over the last minute (the load
+    average less this process's own share).
     """
     outside = _active["previous"] if _active["depth"] else torch.get_num_threads()
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # no sched_getaffinity (macOS, Windows)
         cpus = os.cpu_count() or 1
+    # Threads that wait for a core held by another process make every step
+    # wait (engine guide, "Threads": 784-1000-1000-10 took 0.3-4.1 s a pass
+    # on two threads beside one busy process, 0.45 s on one).
     idle = (os.cpu_count() or cpus) - round(_load_of_others())
     return max(1, min(outside, cpus, idle))
 

@@ -2,16 +2,16 @@
 Torch threads: skprune's default (by the work of a step) against fixed counts
 =============================================================================
 
-Times ``fit`` (3 epochs, batch 64) of four networks with skprune's default
+Times ``fit`` (batch 64) of four networks with skprune's default
 thread policy (``set_torch_threads("auto")``) and with each fixed count of
 ``--threads`` (default: 1 and the number of cores), in interleaved rounds;
 prints the median time of each, the ratio to the best fixed count and the
 threads the default chose. The networks: the digits MLP (64-100-10, on the
-1,797 digits), 784-300-100-10 and 784-1000-1000-10 on the 8,000 MNIST-10k
-training images, and LeNet-5 on them (1 epoch).
+1,797 digits, 20 epochs), 784-300-100-10 and 784-1000-1000-10 on the 8,000
+MNIST-10k training images (3 epochs), and LeNet-5 on them (1 epoch).
 
 ``--sweep`` prints, instead, the time of 2 epochs of 784-h-10 MLPs (h from 8 to
-1,000) and of LeNet-5 on 2,000 images under each fixed count, against the
+512), 784-300-100-10 and LeNet-5 on 2,000 images under each fixed count, against the
 multiply-adds per step (:func:`skprune._threads.step_work`): where a second
 thread starts to pay, which sets :data:`skprune._threads.WORK_PER_THREAD`.
 
@@ -50,7 +50,7 @@ def cases():
     X_mnist, _, y_mnist, _ = mnist_10k_split()
     mnist = (X_mnist.reshape(len(X_mnist), -1), y_mnist)
     return {
-        "digits MLP 64-100-10": (_mlp((100,)), (X / 16).astype(np.float32), y),
+        "digits MLP 64-100-10, 20 ep.": (_mlp((100,), 20), (X / 16).astype(np.float32), y),
         "MNIST-10k 784-300-100-10": (_mlp((300, 100)), *mnist),
         "MNIST-10k 784-1000-1000-10": (_mlp((1000, 1000)), *mnist),
         "MNIST-10k LeNet-5, 1 epoch": (_lenet(), X_mnist, y_mnist),
@@ -62,8 +62,8 @@ def sweep_cases():
     X, _, y, _ = mnist_10k_split()
     X, y = X[:2000], y[:2000]
     flat = X.reshape(len(X), -1)
-    mlps = {f"784-{h}-10": (_mlp((h,), 2), flat, y) for h in [8, 16, 32, 64, 128, 256, 1000]}
-    return {**mlps, "LeNet-5": (_lenet(2), X, y)}
+    mlps = {f"784-{h}-10": (_mlp((h,), 2), flat, y) for h in [8, 16, 32, 64, 128, 256, 512]}
+    return {**mlps, "784-300-100-10": (_mlp((300, 100), 2), flat, y), "LeNet-5": (_lenet(2), X, y)}
 
 
 def chosen_threads(estimator, X, y):
@@ -101,7 +101,7 @@ def main(rounds=5, threads=None, sweep=False):
         work, n = chosen_threads(est, X, y)
         medians = timings(est, X, y, settings, rounds)
         best = min(medians[t] for t in threads)
-        cells = "  ".join(f"{medians[s]:6.2f}s" for s in settings)
+        cells = "  ".join(f"{medians[s]:6.3f}s" for s in settings)
         ratio = "" if sweep else f"  {medians['auto'] / best:.2f}x"
         print(f"{name:28s} {work / 1e6:9.1f} M {n:5d}  {cells}{ratio}", flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}", flush=True)
