@@ -1,15 +1,14 @@
 """Torch's process-wide state while skprune trains or predicts: threads, denormals, seed.
 
-Threads follow the work (:func:`policy_threads`). A training step or a
-prediction of few multiply-adds (the digits MLP: 6,400 per sample, 0.4
-million per batch of 64) is over before a second thread has its share:
-threads then wait on each other, and on a machine whose cores are busy such
-a fit became tens of times slower. A step of many (784-1000-1000-10: 1.8
-million per sample, 115 million per batch) splits well and takes about 0.6×
-the time on two threads. So ``fit``, ``partial_fit``, prediction and the
-engine use one torch thread below :data:`WORK_PER_THREAD` multiply-adds per
-step and one more for each further :data:`WORK_PER_THREAD`, up to the cores
-torch would use; one thread inside a joblib worker, where the search already
+Threads follow the work (:func:`policy_threads`). A step of few
+multiply-adds (the digits MLP: 7,400 per sample, 0.5 million per batch of
+64) is over before a second thread has its share: the threads wait on each
+other at every operation, and such a fit became tens of times slower on two
+threads. A step of many (784-1000-1000-10: 1.8 million per sample, 115
+million per batch) splits well. So ``fit``, ``partial_fit``, prediction and
+the engine use one torch thread per :data:`WORK_PER_THREAD` multiply-adds of
+a step (two from 8 million), at least one and at most the cores that other
+processes leave free; one inside a joblib worker, where a search already
 runs fits in parallel. The caller's setting is restored afterwards. The
 "Threads" section of the engine guide has the measurements.
 
@@ -166,7 +165,7 @@ def _load_of_others():
 
 
 def step_work(module, X, rows):
-    """Multiply-adds of one forward of ``rows`` samples like ``X[0]``; None off the CPU.
+    """Multiply-adds of one forward of ``rows`` samples like ``X[0]`` (a CPU tensor, else None).
 
     Counted per sample by a forward of ``X[:1]`` (no gradient, eval mode),
     cached per module: ``in × out`` for a linear layer, ``in / groups × kh ×
@@ -174,7 +173,7 @@ def step_work(module, X, rows):
     convolutions included). A module whose forward fails is counted by its
     weights: the multiply-adds of its linear layers.
     """
-    if X.device.type != "cpu" or not len(X):
+    if not isinstance(X, torch.Tensor) or X.device.type != "cpu" or not len(X):
         return None
     shape = tuple(X.shape[1:])
     with _probing:  # the probe switches the module to eval mode for a moment
