@@ -18,6 +18,7 @@ from skprune._threads import WORK_PER_THREAD, policy_threads, step_work
 from skprune.models import MLP, LeNet5
 
 _SEEN = []
+_LOAD_OF_OTHERS = _threads._load_of_others
 
 #: 784-1000-10 at batch 64: 51 million multiply-adds per step, past 2 × WORK_PER_THREAD.
 _LARGE = dict(module__hidden_layer_sizes=(1000,), batch_size=64, max_epochs=1, random_state=0)
@@ -76,7 +77,15 @@ def test_policy_threads_by_work_cores_and_busy_machine(monkeypatch):
     assert policy_threads(64 * 7_400, cores=4) == 1  # the digits MLP
     assert policy_threads(2 * WORK_PER_THREAD, cores=4) == 2
     assert policy_threads(100 * WORK_PER_THREAD, cores=4) == 4
+    # A 2-core machine, torch on 2 threads: idle, then busy with others' work.
+    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "_load_of_others", lambda: 0.2)
+    assert _threads._free_cores() == 2
+    assert policy_threads(100 * WORK_PER_THREAD) == 2
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    monkeypatch.setattr(_threads, "_load_of_others", _LOAD_OF_OTHERS)
     assert _threads._free_cores() == 1
     assert policy_threads(100 * WORK_PER_THREAD) == 1
 
