@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from ._sparse_input import chunk_rows
-from ._threads import torch_threads
+from ._threads import step_work, torch_threads
 
 __all__ = [
     "InferenceNet",
@@ -303,5 +303,5 @@ def predict_outputs(estimator, X):
     tensor = _fast_tensor(estimator, X)
     if tensor is None:
         tensor = estimator._validate_predict_data(X)
-    with torch_threads():
+    with torch_threads(step_work(estimator.net_.module_, tensor, min(len(tensor), _CHUNK))):
         return forward_outputs(estimator.net_, tensor)

@@ -14,6 +14,7 @@ import time
 import torch
 
 from ._stacked import error_grad, stack_modules
+from ._threads import step_work, torch_threads
 from .regularizers import ElementwiseRegularizer
 
 #: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
@@ -31,8 +32,15 @@ def train_stack(copies, X):
     weights, as in skorch's loop; a copy that diverged keeps its
     ``FloatingPointError`` in ``copy.error`` (its numbers are its own: the
     others train on unharmed), and the stack stops once every copy has.
-    Returns the indices of the copies that diverged.
+    Returns the indices of the copies that diverged. Torch threads follow the
+    work of a step of the whole stack (:func:`skprune._threads.policy_threads`).
     """
+    rows = min(copies[0].estimator.batch_size, max(len(c.rows) for c in copies))
+    with torch_threads(step_work(copies[0].net.module_, X, rows * len(copies))):
+        return _train_stack(copies, X)
+
+
+def _train_stack(copies, X):
     est, net = copies[0].estimator, copies[0].net
     rows_error = error_grad(est._criterion)  # E's rows and gradient, in closed form
     model = stack_modules([c.net.module_ for c in copies])

@@ -54,7 +54,7 @@ from ._data import cuda_indices
 from ._folds import is_rows, stack_folds
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
-from ._threads import flush_denormals, seeded_rng, torch_threads
+from ._threads import flush_denormals, seeded_rng, step_work, torch_threads
 from .models import BUILTIN_MODULES
 from .pruning import ThresholdPruning
 
@@ -319,7 +319,7 @@ def fit_stacked(estimators, X, y, rows=None):
 
 
 @unfinished_restored
-@torch_threads()  # one thread by default, denormals flushed: see skprune._threads
+@torch_threads()  # threads by each stack's work, denormals flushed: see skprune._threads
 @flush_denormals()
 def train_stackable(estimators, X, y, rows):
     """Fit, in stacks, the estimators the engine serves; the others are left as they are.
@@ -414,7 +414,8 @@ def train_net(estimator, net, X, y, weight=None, epochs=None):
     if fit_net(estimator, net, X, y, weight, epochs):
         return True
     net.train_sample_weight = weight
-    net.partial_fit(X, y, epochs=epochs)
+    with torch_threads(step_work(net.module_, X, min(estimator.batch_size, len(X)))):
+        net.partial_fit(X, y, epochs=epochs)
     net.train_sample_weight = None  # not kept in the fitted estimator
     return False
 

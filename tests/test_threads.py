@@ -89,12 +89,14 @@ def test_torch_threads_environment_variable(monkeypatch, caller_threads):
     monkeypatch.setenv("SKPRUNE_TORCH_THREADS", "4")
     assert get_torch_threads() == 4
     monkeypatch.delenv("SKPRUNE_TORCH_THREADS")
-    assert get_torch_threads() == 1
+    assert get_torch_threads() == "auto"
 
 
 @pytest.mark.parametrize("n", [0, -2, 1.5, True, "2"])
 def test_set_torch_threads_rejects_bad_values(n):
-    with pytest.raises(ValueError, match="number of torch threads must be an int >= 1 or None"):
+    with pytest.raises(
+        ValueError, match="number of torch threads must be an int >= 1, .auto. or None"
+    ):
         set_torch_threads(n)
 
 
