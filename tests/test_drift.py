@@ -81,7 +81,7 @@ def test_lambda_path_diverging_copy_raises_naming_lambda():
 
 def test_stack_checks_every_copy_every_epoch_and_stops_when_all_diverged(digits):
     X, y = digits
-    ests = [SparseNetClassifier(lr=lr, max_epochs=5, random_state=0) for lr in (1e6, 1e6)]
+    ests = [SparseNetClassifier(lr=1e6, max_epochs=5, random_state=0, device="cpu") for _ in "ab"]
     copies = [_prepare(est, X, y, None) for est in ests]
     X_all = torch.as_tensor(X)
     assert engine.train_stack(copies, X_all) == [0, 1]
