@@ -18,8 +18,9 @@ __all__ = ["train_aside", "aside", "publish", "fitted_view", "net_copy"]
 def train_aside(estimator, method, *args, keep_fit=False):
     """Call ``method`` (a name) of an :func:`aside` copy of ``estimator``; publish the copy.
 
-    Training runs with one torch thread and denormals flushed (see
-    :mod:`skprune._threads`). Returns ``estimator``.
+    Training runs with denormals flushed; its set-up on one torch thread, its
+    loop on the threads its work calls for (see :mod:`skprune._threads`).
+    Returns ``estimator``.
     """
     new = aside(estimator, keep_fit)
     with torch_threads(), flush_denormals():
