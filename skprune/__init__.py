@@ -1,10 +1,9 @@
 """skprune: sparse neural networks in scikit-learn."""
 
-from ._threads import get_torch_threads, set_torch_threads
-from .engine import lambda_path
+from .deploy import load, save
 from .estimators import SparseNetClassifier, SparseNetRegressor
-from .persistence import load, save
-from .search import ParetoSearchCV
+from .model_selection import ParetoSearchCV
+from .training import get_torch_threads, lambda_path, set_torch_threads
 
 __version__ = "0.1.0"
 

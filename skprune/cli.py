@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ._demo_search import demo_search
+from .model_selection._demo_search import demo_search
 
 __all__ = ["main", "demo"]
 
@@ -24,7 +24,7 @@ def demo(lambdas=(0.0, 1e-4, 1e-3, 3e-3, 1e-2), max_epochs=20, random_state=0, f
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from .estimators import SparseNetClassifier
+    from .estimators._classes import SparseNetClassifier
 
     file = file or sys.stdout
     X, y = load_digits(return_X_y=True)

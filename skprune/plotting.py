@@ -6,7 +6,7 @@ raises a ``ValueError`` naming what the estimator lacks and how to get it.
 
 import numpy as np
 
-from ._objectives import cv_objectives
+from .model_selection._objectives import cv_objectives
 
 __all__ = [
     "plot_pareto",

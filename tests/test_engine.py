@@ -11,14 +11,6 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
 from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path
-from skprune._stack_loop import train_stack
-from skprune._stacked import (
-    StackedLeNet5,
-    cross_entropy_grad,
-    squared_error_grad,
-    stack_modules,
-    unstackable,
-)
 from skprune.engine import (
     _prepare,
     fit_candidates,
@@ -26,6 +18,14 @@ from skprune.engine import (
     fit_stacked,
     train_stackable,
     unstackable_reason,
+)
+from skprune.training._stack_loop import train_stack
+from skprune.training._stacked import (
+    StackedLeNet5,
+    cross_entropy_grad,
+    squared_error_grad,
+    stack_modules,
+    unstackable,
 )
 
 LAMS = [0.0, 1e-4, 1e-3, 1e-2]

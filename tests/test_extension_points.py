@@ -14,17 +14,17 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
 from skprune import SparseNetClassifier
-from skprune._checks import DivergenceCheck
-from skprune._net import SparsityHistory
-from skprune._warm_start import WarmStart
 from skprune.constrained import HardConcrete
+from skprune.estimators._checks import DivergenceCheck
 from skprune.lobster import LOBSTER, LobsterPruning
 from skprune.magnitude import MagnitudePruning
+from skprune.model_selection._warm_start import WarmStart
 from skprune.optim import LambdaHistory
 from skprune.pruning import Pruner, ThresholdPruning
 from skprune.registry import PRUNERS, REGULARIZERS
 from skprune.regularizers import L0, L1, L2, L2L0, Regularizer
 from skprune.schedules import SigmoidLR
+from skprune.training._net import SparsityHistory
 
 PACKAGE = Path(__file__).resolve().parents[1] / "skprune"
 

@@ -29,7 +29,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from skprune import ParetoSearchCV, SparseNetClassifier
-from skprune._candidate import _MAGIC, CandidateFit, dump_fit, load_fit
+from skprune.model_selection._candidate import _MAGIC, CandidateFit, dump_fit, load_fit
 
 #: Batches (or epochs) seen per interrupt plan, in this process.
 _SEEN = collections.Counter()
@@ -294,7 +294,10 @@ def _interrupted(*args):
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("where", ["skprune._candidate.open", "skprune._candidate.os.replace"])
+@pytest.mark.parametrize(
+    "where",
+    ["skprune.model_selection._candidate.open", "skprune.model_selection._candidate.os.replace"],
+)
 def test_candidate_fit_interrupt_while_caching_writes_nothing(blobs, tmp_path, monkeypatch, where):
     X, y = blobs
     fake = _HalfWriter if where.endswith("open") else _interrupted

@@ -21,8 +21,8 @@ from packaging.version import Version
 from sklearn.model_selection import StratifiedKFold
 from sklearn.model_selection._search import BaseSearchCV
 
-from skprune import _stack_loop, _stacked
-from skprune._vectorize import RoundTrainer
+from skprune.model_selection._vectorize import RoundTrainer
+from skprune.training import _stack_loop, _stacked
 
 ROOT = Path(__file__).resolve().parents[1]
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+

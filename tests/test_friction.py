@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skprune import ParetoSearchCV, SparseNetClassifier, SparseNetRegressor
-from skprune._user_warnings import CollapseWarning
+from skprune.estimators._user_warnings import CollapseWarning
 from skprune.optim import SMGD
 from skprune.schedules import resolve_lr
 

@@ -30,11 +30,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
-import skprune._stack_loop as stack_loop
+import skprune.training._stack_loop as stack_loop
 from skprune import ParetoSearchCV, SparseNetClassifier, engine, lambda_path
-from skprune._candidate import CandidateFit, load_fit
-from skprune._warm_start import WarmStart
 from skprune.engine import fit_stacked, train_stackable
+from skprune.model_selection._candidate import CandidateFit, load_fit
+from skprune.model_selection._warm_start import WarmStart
 
 LAMS = [1e-4, 1e-3, 1e-2]
 
@@ -365,7 +365,7 @@ def _no_space(*args, **kwargs):
 def test_candidate_fit_failed_write_warns_and_keeps_the_fit(small_digits, tmp_path, monkeypatch):
     X, y, X_new = small_digits
     expected = _clf().fit(X, y).predict_proba(X_new)
-    monkeypatch.setattr("skprune._candidate.open", _no_space, raising=False)
+    monkeypatch.setattr("skprune.model_selection._candidate.open", _no_space, raising=False)
     candidate = CandidateFit(_clf(), tmp_path)
     with pytest.warns(UserWarning, match=rf"{tmp_path}.*No space left.*kept but not cached"):
         candidate.fit(X, y)

@@ -481,7 +481,7 @@ def test_load_reads_a_format_1_file_with_its_history_as_json(good, tmp_path):
 
 
 def test_every_registered_part_and_builtin_module_can_be_loaded():
-    from skprune._trusted import Names, class_path
+    from skprune.deploy._trusted import Names, class_path
     from skprune.models import BUILTIN_MODULES
     from skprune.registry import OPTIMIZERS, PRUNERS, REGULARIZERS
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from skprune._net import TensorBatches
 from skprune.metrics import count_nonzero, layer_density, regularized_layers
 from skprune.pruning import soft_threshold_
 from skprune.regularizers import L1
+from skprune.training._net import TensorBatches
 
 
 def test_tensor_batches_cover_every_sample_once_per_pass():

@@ -21,10 +21,10 @@ from skprune.constrained import HardConcrete
 from skprune.lobster import LOBSTER, LobsterPruning
 from skprune.magnitude import MagnitudePruning, layerwise_magnitude_masks
 from skprune.pruning import Pruner, ThresholdPruning
-from skprune.registry import PRUNERS, REGULARIZERS, STRATEGIES
+from skprune.registry import PRUNERS, REGULARIZERS
 from skprune.regularizers import L0, L1, L2, L2L0, Regularizer
 from skprune.schedules import SigmoidLR
-from skprune.strategies import Bisection, Dichotomic, Grid, StochasticDichotomic
+from skprune.strategies import STRATEGIES, Bisection, Dichotomic, Grid, StochasticDichotomic
 
 
 class RowGroupLasso(Regularizer):
@@ -313,8 +313,8 @@ def test_part_instances_save_and_load_with_the_estimator(blobs, tmp_path):
 
 
 def test_part_instances_load_only_for_listed_part_classes():
-    from skprune._json_codec import decode, encode
-    from skprune._trusted import Names
+    from skprune.deploy._json_codec import decode, encode
+    from skprune.deploy._trusted import Names
 
     stored = encode(RowGroupLasso(lam_scale=2.0), "regularizer")
     with pytest.raises(ValueError, match="pass trusted="):

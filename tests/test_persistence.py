@@ -168,7 +168,7 @@ def test_save_refuses_an_unknown_history_mode(fitted, tmp_path):
 
 
 def test_history_columns_keep_types_gaps_and_odd_values():
-    from skprune._history_store import pack_history, unpack_history
+    from skprune.deploy._history_store import pack_history, unpack_history
 
     rows = [
         {"batches": [{"loss": 1.5}, {"valid": 2.5}], "epoch": 1, "best": True, "lr": 0.1},

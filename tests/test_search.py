@@ -358,7 +358,7 @@ def test_search_warm_start_starts_from_the_nearest_earlier_lambda(blobs, tmp_pat
 
 
 def test_warm_start_callback_loads_the_neighbours_weights(blobs, tmp_path):
-    from skprune._warm_start import WarmStart
+    from skprune.model_selection._warm_start import WarmStart
 
     X, y = blobs
     first = SparseNetClassifier(

@@ -17,12 +17,12 @@ from skprune import (
     ParetoSearchCV,
     SparseNetClassifier,
     SparseNetRegressor,
-    _sparse_input,
     lambda_path,
 )
-from skprune._folds import stack_folds
-from skprune._sparse_input import SparseRows, dense_rows
 from skprune.engine import train_stackable
+from skprune.training import _sparse_input
+from skprune.training._folds import stack_folds
+from skprune.training._sparse_input import SparseRows, dense_rows
 
 FORMATS = {
     "csr": sparse.csr_matrix,

@@ -8,14 +8,13 @@ from joblib import Parallel, delayed, parallel_config
 from skprune import (
     ParetoSearchCV,
     SparseNetClassifier,
-    _inference,
-    _stack_loop,
-    _threads,
     lambda_path,
     set_torch_threads,
 )
-from skprune._threads import WORK_PER_THREAD, policy_threads, step_work
+from skprune.deploy import _inference
 from skprune.models import MLP, LeNet5
+from skprune.training import _stack_loop, _threads
+from skprune.training._threads import WORK_PER_THREAD, policy_threads, step_work
 
 _SEEN = []
 _LOAD_OF_OTHERS = _threads._load_of_others

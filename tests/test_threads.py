@@ -5,13 +5,13 @@ from skorch.callbacks import Callback
 
 from skprune import (
     SparseNetClassifier,
-    _inference,
-    _threads,
     get_torch_threads,
     lambda_path,
     set_torch_threads,
 )
-from skprune._threads import torch_threads
+from skprune.deploy import _inference
+from skprune.training import _threads
+from skprune.training._threads import torch_threads
 
 _SEEN = []  # callbacks are cloned when a fit begins: they record here
 

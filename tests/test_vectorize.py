@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skprune import ParetoSearchCV, SparseNetClassifier, engine
-from skprune._vectorize import _train, vectorize_reason
+from skprune.model_selection._vectorize import _train, vectorize_reason
 
 LAMS = [1e-4, 1e-3, 1e-2, 5e-2]
 
@@ -78,7 +78,9 @@ def test_vectorize_n_jobs_trains_stacks_in_parallel(blobs_module, separate, trai
         with lock:
             return engine.train_stackable(*args)
 
-    with mock.patch("skprune._vectorize.train_stackable", side_effect=one_at_a_time) as stacked:
+    with mock.patch(
+        "skprune.model_selection._vectorize.train_stackable", side_effect=one_at_a_time
+    ) as stacked:
         with joblib.parallel_config(backend="threading"), training as seen:
             assert _fit_counting(search, *blobs_module) == 1
     assert [len(call.args[0]) for call in stacked.call_args_list] == [6, 6]
@@ -92,7 +94,7 @@ def test_vectorize_auto_falls_back_for_unserved_settings(blobs_module):
     assert "lobster" in vectorize_reason(_search("auto", clf), clf, {})
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        with mock.patch("skprune._vectorize.train_stackable") as stacked:
+        with mock.patch("skprune.model_selection._vectorize.train_stackable") as stacked:
             _search("auto", clf, refit=False).fit(*blobs_module)
     stacked.assert_not_called()
 
@@ -163,7 +165,7 @@ def test_vectorize_pipeline_searching_another_step_falls_back(blobs_module):
 
 
 def test_vectorize_numpy_false_trains_pair_by_pair(blobs_module):
-    with mock.patch("skprune._vectorize.train_stackable") as stacked:
+    with mock.patch("skprune.model_selection._vectorize.train_stackable") as stacked:
         assert _fit_counting(_search(np.False_, refit=False), *blobs_module) == len(LAMS) * 3
     stacked.assert_not_called()
 
@@ -172,12 +174,14 @@ def test_vectorize_uses_and_fills_memory(blobs_module, tmp_path):
     search = _search(True, memory=tmp_path, refit=False)
     _fit_counting(search, *blobs_module)
     assert len(list(tmp_path.glob("*.pkl"))) == len(LAMS) * 3
-    with mock.patch("skprune._vectorize.train_stackable") as stacked:
+    with mock.patch("skprune.model_selection._vectorize.train_stackable") as stacked:
         assert _fit_counting(search, *blobs_module) == 0
     stacked.assert_not_called()
     search.set_params(lambdas=LAMS + [2e-1])  # one new λ: its 3 folds alone are trained
     real = engine.train_stackable
-    with mock.patch("skprune._vectorize.train_stackable", side_effect=real) as stacked:
+    with mock.patch(
+        "skprune.model_selection._vectorize.train_stackable", side_effect=real
+    ) as stacked:
         _fit_counting(search, *blobs_module)
     assert [len(call.args[0]) for call in stacked.call_args_list] == [3]
     assert len(list(tmp_path.glob("*.pkl"))) == len(LAMS) * 3 + 3

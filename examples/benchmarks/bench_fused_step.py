@@ -6,7 +6,7 @@ After the backward pass, a 16-copy step of the digits MLP (64-100-10, ℓ1,
 batchwise pruning, Adam) runs several passes over its 16 × 7,510 parameters:
 Ω's absolute values and sums, the λ·sign(w) update of the gradient, fused
 Adam, hardshrink. This script times that work as the engine runs it (eager
-torch kernels, :mod:`skprune._stack_loop`) against the same arithmetic fused
+torch kernels, :mod:`skprune.training._stack_loop`) against the same arithmetic fused
 by ``torch.compile`` (inductor), and prints the compile time. Rounds
 interleaved, one thread; the table gives the median over rounds of the time
 per step.
@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from skprune._stack_loop import _add_penalty_grad, per_copy_penalty
 from skprune.regularizers import L1
+from skprune.training._stack_loop import _add_penalty_grad, per_copy_penalty
 
 TAU, LR, BETAS, EPS = 1e-3, 1e-3, (0.9, 0.999), 1e-8
 

@@ -12,8 +12,8 @@ MNIST-10k training images (3 epochs), and LeNet-5 on them (1 epoch).
 
 ``--sweep`` prints, instead, the time of 2 epochs of 784-h-10 MLPs (h from 8 to
 512), 784-300-100-10 and LeNet-5 on 2,000 images under each fixed count, against the
-multiply-adds per step (:func:`skprune._threads.step_work`): where a second
-thread starts to pay, which sets :data:`skprune._threads.WORK_PER_THREAD`.
+multiply-adds per step (:func:`skprune.training._threads.step_work`): where a second
+thread starts to pay, which sets :data:`skprune.training._threads.WORK_PER_THREAD`.
 
 Run: ``python examples/benchmarks/bench_threads.py [--rounds 5] [--threads 1 2] [--sweep]``.
 """
@@ -30,8 +30,8 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 
 from skprune import SparseNetClassifier, set_torch_threads
-from skprune._threads import policy_threads, step_work
 from skprune.datasets import mnist_10k_split
+from skprune.training._threads import policy_threads, step_work
 
 
 def _mlp(hidden, epochs=3):

@@ -9,7 +9,7 @@ and its parameters, and comes back as ``cls(**params)`` only for a
 import numpy as np
 import torch
 
-from ._part import Part
+from ..parts._part import Part
 from ._trusted import class_path
 
 __all__ = ["encode", "decode"]

@@ -115,7 +115,7 @@ def fill_module(module, doc_state, tensors):
 
 
 def check_output(estimator, net):
-    from ._checks import _check_output as check
+    from ..estimators._checks import _check_output as check
 
     X = torch.zeros((2, *getattr(estimator, "_input_shape", (estimator.n_features_in_,))))
     check(estimator, net, X)

@@ -13,8 +13,8 @@ from sklearn.base import is_classifier
 from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
 
+from ..parts._optim import MultiObjectiveOptimizer
 from ._user_warnings import warn_user
-from .optim import MultiObjectiveOptimizer
 
 __all__ = ["check_params", "check_parts", "check_module", "check_split", "DivergenceCheck"]
 

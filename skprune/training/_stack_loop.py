@@ -13,9 +13,9 @@ import time
 
 import torch
 
+from ..parts._regularizers import ElementwiseRegularizer
 from ._stacked import error_grad, stack_modules
 from ._threads import step_work, torch_threads
-from .regularizers import ElementwiseRegularizer
 
 #: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)

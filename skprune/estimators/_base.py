@@ -20,24 +20,24 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
+from ..deploy._sparsify import SparsifyMixin
+from ..models import BUILTIN_MODULES
+from ..parts._optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
+from ..parts._pruning import Pruner
+from ..parts._registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
+from ..parts._regularizers import Regularizer
+from ..parts._schedules import LR_SCHEDULES, make_lr_schedule, resolve_lr
+from ..training._data import combined_weights, cuda_indices, flatten_images, part_defaults
+from ..training._engine import train_net
+from ..training._net import PrintLog, SparsityHistory
+from ..training._sparse_input import SparseInputMixin, as_rows
+from ..training._stopping import check_stopping, stopping_callbacks
+from ..training._threads import seeded_rng
+from ..training._validation import resolve_device
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
-from ._data import combined_weights, cuda_indices, flatten_images, part_defaults
-from ._net import PrintLog, SparsityHistory
 from ._publish import train_aside
 from ._routing import RoutedParams
-from ._sparse_input import SparseInputMixin, as_rows
-from ._stopping import check_stopping, stopping_callbacks
-from ._threads import seeded_rng
 from ._user_warnings import CollapseWarning, warn_user
-from ._validation import resolve_device
-from .engine import train_net
-from .models import BUILTIN_MODULES
-from .optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
-from .pruning import Pruner
-from .registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
-from .regularizers import Regularizer
-from .schedules import LR_SCHEDULES, make_lr_schedule, resolve_lr
-from .sparsify import SparsifyMixin
 
 __all__ = ["BaseSparseNet"]
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ._sparse_input import chunk_rows
-from ._threads import step_work, torch_threads
+from ..training._sparse_input import chunk_rows
+from ..training._threads import step_work, torch_threads
 
 __all__ = [
     "InferenceNet",

@@ -10,10 +10,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from skorch.callbacks import EpochScoring
 from torch import nn
 
-from . import _inference
+from ..deploy import _inference
+from ..training._net import SparseNet, SparseNetRegression
 from ._base import BaseSparseNet
 from ._mlp_bridge import MLPBridgeMixin
-from ._net import SparseNet, SparseNetRegression
 from ._publish import fitted_view
 
 __all__ = ["SparseNetClassifier", "SparseNetRegressor"]

@@ -39,8 +39,8 @@ from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_method_params
 
+from ..training._engine import train_stackable, unstackable_reason
 from ._candidate import fit_key, store_or_warn
-from .engine import train_stackable, unstackable_reason
 
 __all__ = ["vectorize_reason", "vectorized"]
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ..training._sparse_input import fold_key
 from ._candidate import warn_unwritable
-from ._sparse_input import fold_key
 
 __all__ = ["WarmStart", "nearest_lambda", "warm_folder", "add_warm_start"]
 

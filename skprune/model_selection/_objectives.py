@@ -15,8 +15,8 @@ from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 
 from ._candidate import sparse_step
-from .pareto import find_knee
-from .strategies import SearchResults
+from ._pareto import find_knee
+from ._strategies import SearchResults
 
 __all__ = [
     "print_progress",

@@ -36,8 +36,37 @@ def class_path(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+#: Where the flat layout (before the subpackages) defined the listed classes. Files
+#: saved then name a class by that path (``"skprune.regularizers.L1"``), which still loads.
+_FLAT_MODULES = {
+    "skprune.estimators._classes": "skprune.estimators",
+    "skprune.estimators._checks": "skprune._checks",
+    "skprune.training._net": "skprune._net",
+    "skprune.training._stopping": "skprune._stopping",
+    "skprune.parts._regularizers": "skprune.regularizers",
+    "skprune.parts._pruning": "skprune.pruning",
+    "skprune.parts._magnitude": "skprune.magnitude",
+    "skprune.parts._lobster": "skprune.lobster",
+    "skprune.parts._constrained": "skprune.constrained",
+    "skprune.parts._gates": "skprune.gates",
+    "skprune.parts._optim": "skprune.optim",
+    "skprune.parts._schedules": "skprune.schedules",
+}
+
+
+def _by_path(classes):
+    """``{path: class}`` for ``classes``: each one's own path, and its flat-layout path."""
+    own = {class_path(c): c for c in classes}
+    flat = {
+        f"{_FLAT_MODULES[c.__module__]}.{c.__qualname__}": c
+        for c in classes
+        if c.__module__ in _FLAT_MODULES
+    }
+    return {**flat, **own}
+
+
 def _estimators():
-    from .estimators import SparseNetClassifier, SparseNetRegressor
+    from ..estimators._classes import SparseNetClassifier, SparseNetRegressor
 
     return [SparseNetClassifier, SparseNetRegressor]
 
@@ -50,18 +79,18 @@ def _parts():
     """
     from skorch import callbacks
 
-    from ._checks import DivergenceCheck
-    from ._net import SparsityHistory
-    from ._stopping import EarlyStopping
-    from .constrained import HardConcrete
-    from .gates import HardConcreteGate
-    from .lobster import LOBSTER, LobsterPruning
-    from .magnitude import MagnitudePruning
-    from .models import MLP, LeNet5, VGGLike
-    from .optim import SMGD, LambdaHistory, MAdam, MRMSProp
-    from .pruning import ThresholdPruning
-    from .regularizers import L0, L1, L2, L2L0
-    from .schedules import SigmoidLR
+    from ..estimators._checks import DivergenceCheck
+    from ..models import MLP, LeNet5, VGGLike
+    from ..parts._constrained import HardConcrete
+    from ..parts._gates import HardConcreteGate
+    from ..parts._lobster import LOBSTER, LobsterPruning
+    from ..parts._magnitude import MagnitudePruning
+    from ..parts._optim import SMGD, LambdaHistory, MAdam, MRMSProp
+    from ..parts._pruning import ThresholdPruning
+    from ..parts._regularizers import L0, L1, L2, L2L0
+    from ..parts._schedules import SigmoidLR
+    from ..training._net import SparsityHistory
+    from ..training._stopping import EarlyStopping
 
     torch_names = [
         *(getattr(torch.optim, n, None) for n in _TORCH_OPTIMIZERS),
@@ -89,8 +118,8 @@ class Names:
     """
 
     def __init__(self, trusted=()):
-        self.estimators = {class_path(c): c for c in _estimators()}
-        self.classes = {**self.estimators, **{class_path(c): c for c in _parts()}}
+        self.estimators = _by_path(_estimators())
+        self.classes = {**self.estimators, **_by_path(_parts())}
         self.trusted_paths = set()
         for item in trusted:
             if isinstance(item, type):
@@ -115,7 +144,7 @@ class Names:
 
     def estimator(self, path, field):
         """The estimator class named ``path``: one of skprune's, or a trusted subclass."""
-        from ._base import BaseSparseNet
+        from ..estimators._base import BaseSparseNet
 
         cls = self.resolve(path, field)
         if not (isinstance(cls, type) and issubclass(cls, BaseSparseNet)):

@@ -18,10 +18,10 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.callbacks import PrintLog as _SkorchPrintLog
 
+from ..metrics import count_nonzero, layer_density, regularized_layers
+from ..parts._optim import MultiObjectiveOptimizer
+from ..parts._pruning import StopTraining
 from ._sparse_input import SparseRows, chunk_rows
-from .metrics import count_nonzero, layer_density, regularized_layers
-from .optim import MultiObjectiveOptimizer
-from .pruning import StopTraining
 
 __all__ = ["TensorBatches", "SparseNet", "SparseNetRegression", "SparsityHistory", "PrintLog"]
 

@@ -23,11 +23,11 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
+from ..models import MLP
+from ..training._data import cuda_indices
+from ..training._threads import seeded_rng
+from ..training._validation import resolve_device
 from ._checks import check_params
-from ._data import cuda_indices
-from ._threads import seeded_rng
-from ._validation import resolve_device
-from .models import MLP
 
 __all__ = ["MLPBridgeMixin", "from_mlp", "to_mlp"]
 

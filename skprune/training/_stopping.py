@@ -13,7 +13,7 @@ import math
 import torch
 from skorch.callbacks import Callback
 
-from .pruning import module_state, stop_before_epoch
+from ..parts._pruning import module_state, stop_before_epoch
 
 __all__ = ["EarlyStopping", "check_stopping", "stopping_callbacks"]
 

@@ -10,7 +10,7 @@ the other). A fit that raises publishes nothing: the previous model stays.
 
 import copy
 
-from ._threads import flush_denormals, torch_threads
+from ..training._threads import flush_denormals, torch_threads
 
 __all__ = ["train_aside", "aside", "publish", "fitted_view", "net_copy"]
 

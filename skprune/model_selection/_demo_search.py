@@ -47,9 +47,9 @@ def demo_search(
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from ._user_warnings import CollapseWarning
-    from .estimators import SparseNetClassifier
-    from .search import ParetoSearchCV
+    from ..estimators._classes import SparseNetClassifier
+    from ..estimators._user_warnings import CollapseWarning
+    from ._search import ParetoSearchCV
 
     file = file or sys.stdout
     X, y = load_digits(return_X_y=True)
@@ -107,7 +107,7 @@ def _save_plot(search, png_path, file):
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("Saving the plot needs matplotlib: pip install 'skprune[plot]'.") from exc
-    from .plotting import plot_pareto
+    from ..plotting import plot_pareto
 
     # A bare Figure: no pyplot, so the user's backend is left alone.
     figure = Figure(figsize=(6.4, 4.2))

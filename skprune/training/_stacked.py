@@ -23,7 +23,7 @@ parameter.
 import torch
 from torch import nn
 
-from .models import MLP, LeNet5
+from ..models import MLP, LeNet5
 
 __all__ = [
     "StackedMLP",
