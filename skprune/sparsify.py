@@ -1,7 +1,7 @@
-"""Moved to skprune.deploy; this path keeps working."""
+"""Moved to skprune.estimators (skprune.deploy re-exports it); this path keeps working."""
 
 import sys
 
-from .deploy import _sparsify
+from .estimators import _sparsify
 
 sys.modules[__name__] = _sparsify

@@ -4,8 +4,7 @@ import sys
 
 import pytest
 
-from skprune.cli import demo, main
-from skprune.model_selection._demo_search import demo_search
+from skprune.cli import demo, demo_search, main
 
 
 def test_demo_prints_lambda_accuracy_density(capsys):

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from skprune import SparseNetClassifier, SparseNetRegressor, _inference
-from skprune.deploy._inference import InferenceNet, inference_form
+from skprune.estimators._inference import InferenceNet, inference_form
 
 # -- the inference form follows the weights -----------------------------------
 

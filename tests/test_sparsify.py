@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from skprune import SparseNetClassifier
-from skprune.deploy._inference import InferenceNet, inference_form
+from skprune.estimators._inference import InferenceNet, inference_form
 from skprune.models import MLP, LeNet5
 from skprune.sparsify import compact, compact_chain
 

@@ -11,7 +11,7 @@ from skprune import (
     lambda_path,
     set_torch_threads,
 )
-from skprune.deploy import _inference
+from skprune.estimators import _inference
 from skprune.models import MLP, LeNet5
 from skprune.training import _stack_loop, _threads
 from skprune.training._threads import WORK_PER_THREAD, policy_threads, step_work

@@ -9,7 +9,7 @@ from skprune import (
     lambda_path,
     set_torch_threads,
 )
-from skprune.deploy import _inference
+from skprune.estimators import _inference
 from skprune.training import _threads
 from skprune.training._threads import torch_threads
 

@@ -1,7 +1,7 @@
 """Deployment: sparsify (compaction, cost counting), persistence and ONNX export."""
 
+from ..estimators._sparsify import densify, sparsify
 from ._persistence import load, save
-from ._sparsify import densify, sparsify
 
 __all__ = [
     "load",

@@ -28,8 +28,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ..estimators._classes import SparseNetClassifier
-from ._inference import InferenceNet
-from ._sparsify import compact
+from ..estimators._inference import InferenceNet
+from ..estimators._sparsify import compact
 
 __all__ = ["convert_sparse_net_classifier"]
 

@@ -47,6 +47,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ..estimators._sparsify import is_sparsified, sparsify
 from ..training._validation import resolve_device
 from ._history_store import HISTORY_MODES, pack_history, unpack_history
 from ._json_codec import decode, encode
@@ -58,7 +59,6 @@ from ._module_checks import (
     fill_module,
 )
 from ._safetensors_file import checksum, parse_header, raw_bytes, read_bytes, views, write_atomic
-from ._sparsify import is_sparsified, sparsify
 from ._trusted import Names, class_path
 
 __all__ = ["save", "load", "FORMAT_VERSION", "MAX_MODULE_EXPANSION"]

@@ -20,7 +20,6 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ..deploy._sparsify import SparsifyMixin
 from ..models import BUILTIN_MODULES
 from ..parts._optim import LambdaHistory, MultiObjectiveOptimizer, lambda_history
 from ..parts._pruning import Pruner
@@ -37,6 +36,7 @@ from ..training._validation import resolve_device
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._publish import train_aside
 from ._routing import RoutedParams
+from ._sparsify import SparsifyMixin
 from ._user_warnings import CollapseWarning, warn_user
 
 __all__ = ["BaseSparseNet"]

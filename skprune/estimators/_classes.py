@@ -10,8 +10,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from skorch.callbacks import EpochScoring
 from torch import nn
 
-from ..deploy import _inference
 from ..training._net import SparseNet, SparseNetRegression
+from . import _inference
 from ._base import BaseSparseNet
 from ._mlp_bridge import MLPBridgeMixin
 from ._publish import fitted_view

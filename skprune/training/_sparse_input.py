@@ -135,7 +135,7 @@ _CHUNK_VALUES = 2**20
 def chunk_rows(X, rows):
     """How many rows of ``X`` to evaluate at once: ``rows``, fewer for wide sparse rows.
 
-    Prediction (:func:`~skprune._inference.forward_outputs`) and the
+    Prediction (:func:`~skprune.estimators._inference.forward_outputs`) and the
     validation batches (:meth:`~skprune._net.SparseNet.get_iterator`) ask.
 
     Dense data are in memory already; sparse rows densify per chunk, and a

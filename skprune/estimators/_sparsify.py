@@ -19,7 +19,7 @@ analysed: their ``nn.Linear`` layers without hooks become CSR by the same rule
 in a float64 copy that needs no gradients, and no unit is removed.
 The trained module itself is never changed, so :meth:`densify` restores it
 exactly. The compacted form is made from the module's current weights, and
-made again when they change (:func:`skprune._inference.inference_form`).
+made again when they change (:func:`skprune.estimators._inference.inference_form`).
 """
 
 import torch
