@@ -27,17 +27,49 @@ from skprune.schedules import SigmoidLR
 from skprune.training._net import SparsityHistory
 
 PACKAGE = Path(__file__).resolve().parents[1] / "skprune"
+#: Old flat paths kept as aliases of a moved module ("this path keeps working").
+SHIMS = {
+    "constrained", "engine", "gates", "lobster", "magnitude", "onnx", "optim", "pareto",
+    "persistence", "pruning", "registry", "regularizers", "schedules", "search", "sparsify",
+    "strategies",
+}  # fmt: skip
+SUBPACKAGES = {"estimators", "training", "parts", "model_selection", "deploy"}
+PUBLIC_TOP_LEVEL = {"__init__", "__main__", "models", "datasets", "metrics", "plotting", "cli"}
+
+
+def _module_name(path):
+    """``skprune.parts._pruning`` for ``skprune/parts/_pruning.py``; a package for its __init__."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules():
+    """Every module of the package: dotted name -> path."""
+    return {_module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
 def _imports(path):
-    """skprune modules that ``path`` imports anywhere, inside functions too."""
-    names = set()
+    """skprune modules that ``path`` imports anywhere, inside functions too (absolute names)."""
+    name = _module_name(path)
+    package = name.split(".") if path.stem == "__init__" else name.split(".")[:-1]
+    found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names.add(node.module or "")
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("skprune."):
-            names.add(node.module.split(".", 1)[1])
-    return {name.split(".")[0] for name in names if name}
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *filter(None, [node.module])])
+            # ``from . import _x`` names a module; ``from .x import f`` a module and an attribute
+            found |= {module, *(f"{module}.{alias.name}" for alias in node.names)}
+    modules = _modules()
+    # A module's own packages are initialised before it: importing them is no arrow.
+    ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+    return {m for m in found if m in modules and m not in ancestors | {"skprune"}}
+
+
+def _unit(module):
+    """The part of the layout ``module`` belongs to: its subpackage or top-level module."""
+    return module.split(".")[1]
 
 
 def _cycle(graph):
@@ -66,13 +98,47 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 
 def test_package_has_no_import_cycle_counting_imports_inside_functions():
-    graph = {path.stem: _imports(path) for path in PACKAGE.glob("*.py")}
+    graph = {name: _imports(path) for name, path in _modules().items()}
     assert _cycle(graph) is None
 
 
+def test_subpackages_import_each_other_one_way_counting_imports_inside_functions():
+    graph = {}
+    for name, path in _modules().items():
+        if name != "skprune":
+            graph.setdefault(_unit(name), set()).update(
+                _unit(m) for m in _imports(path) if _unit(m) != _unit(name)
+            )
+    assert _cycle(graph) is None
+
+
+def test_parts_and_the_training_loop_import_nothing_above_them():
+    above = {"parts": SUBPACKAGES - {"parts"}, "training": SUBPACKAGES - {"parts", "training"}}
+    for name, path in _modules().items():
+        if name != "skprune" and _unit(name) in above:
+            assert not {_unit(m) for m in _imports(path)} & above[_unit(name)], name
+
+
+def test_every_module_lives_in_a_subpackage_or_is_public_top_level_or_a_shim():
+    top_level = {path.stem for path in PACKAGE.glob("*.py")}
+    assert top_level == PUBLIC_TOP_LEVEL | SHIMS
+    assert {path.parent.name for path in PACKAGE.glob("*/*.py")} == SUBPACKAGES
+    assert not list(PACKAGE.glob("*/*/*.py"))
+
+
+def test_shims_only_alias_their_module_and_nothing_imports_them():
+    for shim in SHIMS:
+        path = PACKAGE / f"{shim}.py"
+        assert "this path keeps working" in path.read_text().partition("\n")[0]
+        assert len(_imports(path)) <= 2, shim  # the subpackage and its module
+    for name, path in _modules().items():
+        assert not {f"skprune.{shim}" for shim in SHIMS} & _imports(path), name
+
+
 def test_only_the_estimators_import_the_registry():
-    importers = {p.stem for p in PACKAGE.glob("*.py") if "registry" in _imports(p)}
-    assert importers <= {"_base", "search", "estimators"}
+    importers = {n for n, p in _modules().items() if "skprune.parts._registry" in _imports(p)}
+    allowed = {"skprune.estimators._base", "skprune.model_selection._search", "skprune.registry"}
+    assert importers <= allowed
 
 
 CALLBACKS = [
