@@ -71,3 +71,16 @@ def test_old_public_module_path_is_the_moved_module_itself():
     assert importlib.import_module("skprune.estimators").SparseNetClassifier is (
         skprune.SparseNetClassifier
     )
+
+
+def test_every_listed_class_that_moved_keeps_its_flat_path_in_the_allowlist():
+    from skprune.deploy._trusted import Names
+
+    names = Names()
+    moved = {
+        cls
+        for path, cls in names.classes.items()
+        if path.startswith("skprune.") and "._" in path  # defined in a subpackage's module
+    }
+    flat = {cls for path, cls in names.classes.items() if path.count(".") == 2}
+    assert moved and moved <= flat
