@@ -17,7 +17,8 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from skprune import SparseNetClassifier, SparseNetRegressor, _inference
+from skprune import SparseNetClassifier, SparseNetRegressor
+from skprune.estimators import _inference
 from skprune.estimators._inference import InferenceNet, inference_form
 
 # -- the inference form follows the weights -----------------------------------
