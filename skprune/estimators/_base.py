@@ -26,6 +26,7 @@ from ..parts._pruning import Pruner
 from ..parts._registry import OPTIMIZERS, PRUNERS, REGULARIZERS, build_part, optimizer_and_kwargs
 from ..parts._regularizers import Regularizer
 from ..parts._schedules import LR_SCHEDULES, make_lr_schedule, resolve_lr
+from ..training._atomic import fitted_attributes
 from ..training._data import combined_weights, cuda_indices, flatten_images, part_defaults
 from ..training._engine import train_net
 from ..training._net import PrintLog, SparsityHistory
@@ -243,7 +244,7 @@ class BaseSparseNet(SparseInputMixin, SparsifyMixin, RoutedParams, BaseEstimator
 
     def _forget_fit(self):
         """Remove the fitted attributes (those ending in ``_``)."""
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+        for name in fitted_attributes(self):
             delattr(self, name)
 
     def _validate_fit_data(self, X, y, sample_weight, classes=None, reset=True):

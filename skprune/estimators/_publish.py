@@ -10,6 +10,7 @@ the other). A fit that raises publishes nothing: the previous model stays.
 
 import copy
 
+from ..training._atomic import publish, unfitted_copy
 from ..training._threads import flush_denormals, torch_threads
 
 __all__ = ["train_aside", "aside", "publish", "fitted_view", "net_copy"]
@@ -49,23 +50,12 @@ def aside(estimator, keep_fit):
     It has the same parameters; with ``keep_fit`` also the fitted attributes,
     with ``net_`` copied (training changes it in place), else none of them.
     """
+    if not keep_fit:
+        return unfitted_copy(estimator)
     copied = object.__new__(type(estimator))
     copied.__dict__ = dict(vars(estimator))
-    if keep_fit:
-        copied.net_ = net_copy(estimator.net_)
-    else:
-        copied._forget_fit()
+    copied.net_ = net_copy(estimator.net_)
     return copied
-
-
-def publish(estimator, trained):
-    """Make the state of ``trained`` (from :func:`aside`) that of ``estimator``, in one step.
-
-    Parameters set from another thread during the fit are not kept. Returns
-    ``estimator``.
-    """
-    estimator.__dict__ = trained.__dict__
-    return estimator
 
 
 def fitted_view(estimator):

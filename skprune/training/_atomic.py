@@ -5,22 +5,49 @@ guide): it finishes and its results appear together, or it raises
 (``KeyboardInterrupt`` included, wherever it lands) and everything is as it
 was before the call, fitted or not. Two ways to keep it:
 
-* :func:`fitted_aside` runs ``fit`` on a shallow copy of the estimator and
-  publishes the copy's attributes in one assignment (``ParetoSearchCV``);
+* :func:`fitted_aside` runs ``fit`` on an :func:`unfitted_copy` of the
+  estimator and hands it over with :func:`publish` (``ParetoSearchCV``;
+  the estimators' ``fit`` uses the same pair);
 * :func:`all_or_nothing` and :func:`unfinished_restored` keep the attributes
   of each estimator aside and put them back (the engine, which trains the
   very objects it is given).
 """
 
-import copy
 import functools
 
-__all__ = ["fitted_attributes", "fitted_aside", "all_or_nothing", "unfinished_restored"]
+__all__ = [
+    "fitted_attributes",
+    "unfitted_copy",
+    "publish",
+    "fitted_aside",
+    "all_or_nothing",
+    "unfinished_restored",
+]
 
 
 def fitted_attributes(estimator):
     """Names of what ``fit`` made, as ``check_is_fitted`` finds them."""
     return [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]
+
+
+def unfitted_copy(estimator):
+    """A shallow copy of ``estimator``: its parameters, none of its fitted attributes."""
+    copied = object.__new__(type(estimator))
+    copied.__dict__ = dict(vars(estimator))
+    for name in fitted_attributes(copied):
+        delattr(copied, name)
+    return copied
+
+
+def publish(estimator, trained):
+    """Make the state of ``trained`` (a copy of ``estimator``) its own, in one assignment.
+
+    A reader of ``estimator.__dict__`` sees the state before or after, never
+    a mix. Attributes set on ``estimator`` in the meantime (parameters set
+    from another thread) are not kept. Returns ``estimator``.
+    """
+    estimator.__dict__ = trained.__dict__
+    return estimator
 
 
 def fitted_aside(fit):
@@ -33,12 +60,9 @@ def fitted_aside(fit):
 
     @functools.wraps(fit)
     def fit_aside(self, *args, **kwargs):
-        aside = copy.copy(self)
-        for name in fitted_attributes(aside):
-            delattr(aside, name)
+        aside = unfitted_copy(self)
         fit(aside, *args, **kwargs)
-        self.__dict__ = dict(vars(aside))
-        return self
+        return publish(self, aside)
 
     return fit_aside
 
