@@ -148,9 +148,9 @@ def test_training_loop_stacked_for_served_settings(data):
         ({"callbacks": [Callback()]}, None, "callbacks=[<skorch.callbacks"),
         ({"early_stopping": True, "validation_fraction": 0.2}, None, "validation_fraction"),
         ({"optimizer": "madam"}, None, "optimizer='madam' is not SGD, Adam or RMSprop"),
-        ({"regularizer": "lobster"}, None, "regularizer='lobster' is not stackable: it acts"),
-        ({"regularizer": "hard_concrete"}, None, "'hard_concrete' is not stackable: it makes"),
-        ({"pruning": "global", "target_density": 0.5}, None, "pruning='global' is not thresh"),
+        ({"regularizer": "lobster"}, None, "regularizer LOBSTER() is not stackable: it overrides"),
+        ({"regularizer": "hard_concrete"}, None, "regularizer HardConcrete("),
+        ({"pruning": "global", "target_density": 0.5}, None, "pruning MagnitudePruning(target_density=0.5) is not stackable"),
     ],
 )
 def test_training_loop_skorch_for_every_fallback_reason(data, params, shape, reason):
@@ -229,7 +229,7 @@ def test_custom_regularizer_without_grad_falls_back_with_a_readable_reason(data,
     X, y = data
     est = SparseNetClassifier(regularizer=RowGroupLassoAutograd(), max_epochs=1, random_state=0)
     reason = unstackable_reason(est)
-    assert reason.startswith("regularizer RowGroupLassoAutograd is not stackable: it has no")
+    assert reason.startswith("regularizer RowGroupLassoAutograd() is not stackable: it has no")
     assert "grad(w)" in reason and "object at 0x" not in reason
     assert est.fit(X, y).training_loop_ == "skorch" and not stacks
 
@@ -243,10 +243,21 @@ def test_custom_pruner_with_its_own_hooks_names_them(data):
     est = SparseNetClassifier(pruning=EpochPrinter(), max_epochs=1)
     reason = unstackable_reason(est)
     assert reason == (
-        "pruning EpochPrinter is not stackable: it overrides on_epoch_end, "
-        "which the engine does not call"
+        "pruning EpochPrinter() is not stackable: it overrides on_epoch_end but does "
+        "not define stack_epoch_end (see skprune.training._stack_hooks)"
     )
     assert est.fit(*data).training_loop_ == "skorch"
+
+
+class StackedEpochPrinter(EpochPrinter):
+    def stack_epoch_end(self, stack):
+        super().stack_epoch_end(stack)
+
+
+def test_custom_pruner_with_matching_stack_hooks_trains_stacked(data):
+    est = SparseNetClassifier(pruning=StackedEpochPrinter(when="epoch"), max_epochs=1)
+    assert unstackable_reason(est) is None
+    assert est.fit(*data).training_loop_ == "stacked"
 
 
 def test_fit_stacked_custom_part_instances_share_one_stack(data, stacks):

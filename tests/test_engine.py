@@ -143,8 +143,8 @@ def test_lambda_path_lenet5_equals_separate_fits(skorch_fit, training, max_weigh
     "params, reason",
     [
         ({"optimizer": "madam"}, "optimizer='madam'"),
-        ({"regularizer": "lobster"}, "regularizer='lobster'"),
-        ({"pruning": "global", "target_density": 0.5}, "pruning='global'"),
+        ({"regularizer": "lobster"}, "regularizer LOBSTER()"),
+        ({"pruning": "global", "target_density": 0.5}, "pruning MagnitudePruning("),
         ({"lr_schedule": "sigmoid"}, "lr_schedule='sigmoid'"),
     ],
 )

@@ -91,7 +91,7 @@ def test_vectorize_n_jobs_trains_stacks_in_parallel(blobs_module, separate, trai
 
 def test_vectorize_auto_falls_back_for_unserved_settings(blobs_module):
     clf = SparseNetClassifier(regularizer="lobster", max_epochs=1, random_state=0)
-    assert "lobster" in vectorize_reason(_search("auto", clf), clf, {})
+    assert "LOBSTER()" in vectorize_reason(_search("auto", clf), clf, {})
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         with mock.patch("skprune.model_selection._vectorize.train_stackable") as stacked:
@@ -102,7 +102,7 @@ def test_vectorize_auto_falls_back_for_unserved_settings(blobs_module):
 @pytest.mark.parametrize(
     "clf_params, search_params, match",
     [
-        (dict(regularizer="lobster"), {}, "regularizer='lobster' is not"),
+        (dict(regularizer="lobster"), {}, "regularizer LOBSTER\\(\\) is not"),
         ({}, dict(warm_start=True), "warm_start=True adds a WarmStart callback"),
     ],
 )

@@ -124,7 +124,12 @@ class Pruner(Part, Callback):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for name, guard in (("initialize", _resetting_masks), ("on_batch_end", _holding_masks)):
+        guards = (
+            ("initialize", _resetting_masks),
+            ("on_batch_end", _holding_masks),
+            ("stack_batch_end", _holding_stack_masks),
+        )
+        for name, guard in guards:
             hook = cls.__dict__.get(name)
             if hook is not None and not getattr(hook, "_pruner_guard", False):
                 setattr(cls, name, guard(hook))
@@ -146,6 +151,33 @@ class Pruner(Part, Callback):
     def on_batch_end(self, net, training=False, **kwargs):
         if training:
             self.hold_masks(net)
+
+    # -- the same, for K copies trained stacked (skprune.training._stack_hooks) --
+
+    def set_stack_masks(self, stack, masks):
+        """Prune every copy of ``stack`` to ``masks`` now and hold them from here on.
+
+        ``masks`` are bool tensors, one per regularised weight, each of the
+        stacked weight's shape ``(K, …)``: copy k's mask is ``mask[k]``.
+        """
+        stack.state[id(self)] = masks
+        apply_masks_(stack.weights, masks)
+
+    def hold_stack_masks(self, stack):
+        """:meth:`hold_masks` for every copy of ``stack``."""
+        masks = stack.state.get(id(self))
+        if masks is not None:
+            apply_masks_(stack.weights, masks)
+
+    def stack_batch_end(self, stack):
+        self.hold_stack_masks(stack)
+
+    def stack_end(self, stack):
+        """Give each copy's own pruner its share of the masks, as its separate fit leaves them."""
+        masks = stack.state.get(id(self))
+        for k, copy in enumerate(stack.copies):
+            if copy.pruner is not None:
+                copy.pruner.masks_ = None if masks is None else [m[k].clone() for m in masks]
 
     def validate(self, estimator=None):
         """Check the parameters, and the pruner against ``estimator``'s settings, before ``fit``."""
@@ -178,6 +210,19 @@ def _holding_masks(on_batch_end):
         result = on_batch_end(self, net, *args, training=training, **kwargs)
         if training:
             self.hold_masks(net)
+        return result
+
+    wrapped._pruner_guard = True
+    return wrapped
+
+
+def _holding_stack_masks(stack_batch_end):
+    """A subclass's ``stack_batch_end``, then every copy's masks held."""
+
+    @functools.wraps(stack_batch_end)
+    def wrapped(self, stack):
+        result = stack_batch_end(self, stack)
+        self.hold_stack_masks(stack)
         return result
 
     wrapped._pruner_guard = True
@@ -229,3 +274,21 @@ class ThresholdPruning(Pruner):
 
     def on_train_end(self, net, **kwargs):
         self._prune(net)
+
+    def _stack_prune(self, stack):
+        soft_threshold_(stack.weights, self.threshold)
+
+    def stack_begin(self, stack):
+        self._stack_prune(stack)
+
+    def stack_batch_end(self, stack):
+        if self.when == "batch":
+            self._stack_prune(stack)
+
+    def stack_epoch_end(self, stack):
+        if self.when == "epoch":
+            self._stack_prune(stack)
+
+    def stack_end(self, stack):
+        self._stack_prune(stack)
+        super().stack_end(stack)

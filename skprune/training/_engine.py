@@ -46,14 +46,15 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
-from skorch.callbacks import Callback
 from torch import nn
 
 from ..models import BUILTIN_MODULES
-from ..parts._pruning import ThresholdPruning
+from ..parts._pruning import Pruner, ThresholdPruning
+from ..parts._regularizers import Regularizer
 from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
 from ._folds import is_rows, stack_folds
+from ._stack_hooks import STACK_HOOKS, missing_stack_hooks
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
 from ._threads import flush_denormals, seeded_rng, step_work, torch_threads
@@ -69,16 +70,7 @@ __all__ = [
 ]
 
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
-#: skorch's hooks: the engine calls none of a part's own (it runs their work itself).
-_HOOKS = (
-    "on_train_begin",
-    "on_train_end",
-    "on_epoch_begin",
-    "on_epoch_end",
-    "on_batch_begin",
-    "on_batch_end",
-    "on_grad_computed",
-)
+
 
 
 def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
@@ -122,11 +114,6 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     )
 
 
-def _label(name, spec, part):
-    """``pruning='global'`` for a part named by a string, ``regularizer RowGroupLasso`` else."""
-    return f"{name}={spec!r}" if isinstance(spec, str) else f"{name} {type(part).__name__}"
-
-
 def _optimizer_reason(estimator, optimizer):
     if issubclass(optimizer, _OPTIMIZERS):
         return None
@@ -135,42 +122,36 @@ def _optimizer_reason(estimator, optimizer):
     return f"{label} is not SGD, Adam or RMSprop"
 
 
-def _own_hooks(part, base):
-    """The skorch hooks that ``part``'s class defines beyond ``base``."""
-    return [h for h in _HOOKS if getattr(type(part), h) is not getattr(base, h)]
-
-
 def _regularizer_reason(estimator, reg):
-    """What ``reg`` lacks to train stacked: Ω in the loss, ∂Ω/∂w in closed form, no hooks."""
+    """What ``reg`` lacks to train stacked: ∂Ω/∂w in closed form, stack hooks for its hooks."""
     if reg is None:
         return None
-    what = _regularizer_lacks(reg)
-    label = _label("regularizer", estimator.regularizer, reg)
-    return None if what is None else f"{label} is not stackable: {what}"
-
-
-def _regularizer_lacks(reg):
-    if reg.prunes_itself:
-        return "it makes its own zeros (prunes_itself: gates the engine does not stack)"
-    if not reg.in_loss:
-        return "it acts on the weights outside the loss (in_loss=False)"
-    if not reg.analytic:
-        return "it has no analytic gradient; implement grad(w), ∂Ω/∂w of one tensor"
-    hooks = _own_hooks(reg, Callback)
-    return f"it overrides {', '.join(hooks)}, which the engine does not call" if hooks else None
+    what = _part_lacks(reg, Regularizer)
+    if what is None and reg.in_loss and not reg.analytic:
+        what = "it has no analytic gradient; implement grad(w), ∂Ω/∂w of one tensor"
+    return None if what is None else f"regularizer {reg!r} is not stackable: {what}"
 
 
 def _pruner_reason(estimator, pruner):
     if pruner is None:
         return None
-    label = _label("pruning", estimator.pruning, pruner)
-    if not isinstance(pruner, ThresholdPruning):
-        return f"{label} is not threshold pruning"
-    hooks = _own_hooks(pruner, ThresholdPruning)
-    if hooks or type(pruner)._prune is not ThresholdPruning._prune:
-        what = ", ".join(hooks) or "_prune"
-        return f"{label} is not stackable: it overrides {what}, which the engine does not call"
-    return None
+    what = _part_lacks(pruner, Pruner)
+    if what is None and isinstance(pruner, ThresholdPruning):
+        if type(pruner)._prune is not ThresholdPruning._prune:
+            what = "it overrides _prune, which its stack hooks do not call"
+    return None if what is None else f"pruning {pruner!r} is not stackable: {what}"
+
+
+def _part_lacks(part, base):
+    """Which skorch hooks ``part`` overrides without the stack hooks that stand in for them."""
+    missing = missing_stack_hooks(part, base)
+    if not missing:
+        return None
+    hooks = [h for h, s in STACK_HOOKS.items() if s in missing]
+    return (
+        f"it overrides {', '.join(hooks)} but does not define {', '.join(missing)} "
+        "(see skprune.training._stack_hooks)"
+    )
 
 
 def _settings_reason(estimator):

@@ -14,6 +14,7 @@ import time
 import torch
 
 from ..parts._regularizers import ElementwiseRegularizer
+from ._stack_hooks import Stack, call_stack_hook
 from ._stacked import error_grad, stack_modules
 from ._threads import step_work, torch_threads
 
@@ -49,28 +50,25 @@ def _train_stack(copies, X):
     reg_weights = [model.params[name] for name in reg_names]
     device = X.device
     lam = torch.tensor([float(c.lam) for c in copies], device=device)
-    penalized = reg is not None and bool(reg_weights) and bool((lam > 0).any())
+    penalized = reg is not None and reg.in_loss and bool(reg_weights) and bool((lam > 0).any())
     reg_grad = stacked_grad(reg) if penalized else None
     # The net's own optimiser class and settings (fused Adam on the CPU included).
     optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
     step = _fast_step(optimizer)
-    pruner = copies[0].pruner
-    pruning = None if pruner is None else pruner.when
+    stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X)
+    parts = [p for p in (reg, copies[0].pruner) if p is not None]
     plan = _BatchPlan(copies, est.batch_size, lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
-    def prune():
-        with torch.no_grad():
-            for w in reg_weights:
-                torch.hardshrink(w, pruner.threshold, out=w)
-
-    if pruning is not None:
-        prune()
-    for _ in range(net.max_epochs):
+    call_stack_hook(parts, "stack_begin", stack)
+    for epoch in range(1, net.max_epochs + 1):
+        stack.epoch = epoch
         start = time.perf_counter()
+        call_stack_hook(parts, "stack_epoch_begin", stack)
         idx, targets = plan.epoch_order(generators)
         losses, errors = [], []
         for cols, scale, weight in plan.batches:
+            call_stack_hook(parts, "stack_batch_begin", stack)
             # (K, B, …), or (1, B, …) when every copy draws the same rows.
             xb = X.index_select(0, idx[: plan.n_inputs, cols].reshape(-1))
             xb = xb.view(plan.n_inputs, -1, *X.shape[1:])
@@ -84,20 +82,18 @@ def _train_stack(copies, X):
             model.backward(grad)
             if penalized:
                 _add_penalty_grad(reg_grad, reg_weights, lam)
+            call_stack_hook(parts, "stack_grad", stack)
             step()
-            if pruning == "batch":
-                prune()
+            call_stack_hook(parts, "stack_batch_end", stack)
             losses.append(loss)
             errors.append(error)
-        if pruning == "epoch":
-            prune()
+        call_stack_hook(parts, "stack_epoch_end", stack)
         _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
         if _check_divergence(copies, model):
             break
         if est.verbose:
             _print_progress(copies)
-    if pruning is not None:
-        prune()
+    call_stack_hook(parts, "stack_end", stack)
     _write_back(copies, model, optimizer)
     return [k for k, c in enumerate(copies) if c.error is not None]
 
