@@ -150,7 +150,11 @@ def test_training_loop_stacked_for_served_settings(data):
         ({"optimizer": "madam"}, None, "optimizer='madam' is not SGD, Adam or RMSprop"),
         ({"regularizer": "lobster"}, None, "regularizer LOBSTER() is not stackable: it overrides"),
         ({"regularizer": "hard_concrete"}, None, "regularizer HardConcrete("),
-        ({"pruning": "global", "target_density": 0.5}, None, "pruning MagnitudePruning(target_density=0.5) is not stackable"),
+        (
+            {"pruning": "global", "target_density": 0.5},
+            None,
+            "pruning MagnitudePruning(target_density=0.5) is not stackable",
+        ),
     ],
 )
 def test_training_loop_skorch_for_every_fallback_reason(data, params, shape, reason):
