@@ -72,7 +72,6 @@ __all__ = [
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
 
 
-
 def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
 
