@@ -163,6 +163,10 @@ class Pruner(Part, Callback):
         stack.state[id(self)] = masks
         apply_masks_(stack.weights, masks)
 
+    def stack_masks(self, stack):
+        """The masks held for every copy of ``stack`` (``(K, …)`` bool tensors), or None."""
+        return stack.state.get(id(self))
+
     def hold_stack_masks(self, stack):
         """:meth:`hold_masks` for every copy of ``stack``."""
         masks = stack.state.get(id(self))
