@@ -296,6 +296,24 @@ def test_lambda_path_vgg_equals_separate_fits(skorch_fit, training, max_weight_g
     assert [p.density_ for p in path] == [s.density_ for s in separate]
 
 
+def test_stack_with_dropout_equals_the_engines_single_fit_on_every_device(
+    data, device, training, max_weight_gap
+):
+    # On CUDA, nn.Dropout's own fused kernel draws other masks than a stack (equal in
+    # distribution), but a stack and the engine's single fit draw the same ones.
+    X, y = data
+    est = SparseNetClassifier(
+        _Normed(), regularized_layers=["dense"], max_epochs=2, random_state=0, device=device
+    )
+    with training as seen:
+        path = lambda_path(est, X, y, [1e-4, 1e-3])
+    assert seen.stacks == [2] and seen.loops == 0
+    single = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
+    assert [s.training_loop_ for s in single] == ["stacked", "stacked"]
+    assert max_weight_gap(path, single) <= 1e-5
+    assert _buffer_gap(path, single) <= 1e-5
+
+
 def test_fit_of_vgg_and_of_a_module_with_dropout_trains_stacked(data):
     X, y = data
     images = np.random.RandomState(0).rand(len(y), 3, 8, 8).astype(np.float32)
