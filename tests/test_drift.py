@@ -142,7 +142,11 @@ def test_training_loop_stacked_for_served_settings(data):
     "params, shape, reason",
     [
         ({"class_weight": "balanced"}, None, "class_weight='balanced' is set"),
-        ({"module": "vgg"}, (3, 8, 8), "module='vgg': it has a BatchNorm2d layer"),
+        (
+            {"module": torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.AlphaDropout(0.1))},
+            None,
+            "module=Sequential: it has an AlphaDropout layer",
+        ),
         ({"lr_schedule": "sigmoid"}, None, "lr_schedule='sigmoid' is set"),
         ({"validation_fraction": 0.2}, None, "validation_fraction=0.2 is set"),
         ({"callbacks": [Callback()]}, None, "callbacks=[<skorch.callbacks"),

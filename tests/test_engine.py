@@ -23,6 +23,7 @@ from skprune.training._stack_loop import train_stack
 from skprune.training._stacked import (
     StackedLeNet5,
     cross_entropy_grad,
+    dropout_mask,
     squared_error_grad,
     stack_modules,
     unstackable,
@@ -176,14 +177,166 @@ def test_lambda_path_falls_back_to_separate_fits(data, max_weight_gap):
     assert max_weight_gap(path, separate) == 0
 
 
-def test_unstackable_module_with_dropout_falls_back(data, max_weight_gap):
+def test_module_with_dropout_stacks_and_equals_separate_fits(
+    data, skorch_fit, training, max_weight_gap
+):
     X, y = data
-    module = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3))
-    assert "Dropout" in unstackable(module)
-    est = SparseNetClassifier(module, max_epochs=1, random_state=0)
-    path = lambda_path(est, X, y, [1e-4, 1e-3])
+    module = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    assert unstackable(module) is None
+    est = SparseNetClassifier(module, max_epochs=2, batch_size=32, random_state=0)
+    with training as seen:
+        path = lambda_path(est, X, y, [1e-4, 1e-3])
+    assert seen.stacks == [2] and seen.loops == 0
     separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
-    assert max_weight_gap(path, separate) == 0
+    assert [s.training_loop_ for s in separate] == ["skorch", "skorch"]
+    # Masks drawn otherwise than the separate fits draw them move the weights by ~1e-2.
+    assert max_weight_gap(path, separate) <= 1e-5
+    assert [p.density_ for p in path] == [s.density_ for s in separate]
+
+
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 1.0])
+@pytest.mark.parametrize("shape", [(7,), (5, 3, 4, 4)])
+def test_dropout_mask_is_torchs_dropout_bit_for_bit(p, shape):
+    x = torch.randn(shape)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    expected = [nn.functional.dropout(x, p), nn.functional.dropout(x, p)]
+    g = torch.Generator().set_state(state)
+    got = [x * dropout_mask(x, p, g), x * dropout_mask(x, p, g)]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+@pytest.mark.parametrize(
+    "layer, name",
+    [
+        (nn.AlphaDropout(), "an AlphaDropout"),
+        (nn.Dropout2d(), "a Dropout2d"),
+        (nn.RReLU(), "RReLU"),
+    ],
+)
+def test_unstackable_names_random_layers_other_than_dropout(layer, name):
+    assert name in unstackable(nn.Sequential(nn.Linear(4, 4), layer))
+
+
+class _Normed(nn.Module):
+    """A user MLP with one batch norm of the given options, and dropout.
+
+    No bias before the batch norm: its gradient is 0 in exact arithmetic, and
+    Adam turns the float noise around 0 into steps of size ``lr`` in any fit.
+    """
+
+    def __init__(self, **norm):
+        super().__init__()
+        self.dense = nn.Linear(8, 12, bias=False)
+        self.norm = nn.BatchNorm1d(12, **norm)
+        self.drop = nn.Dropout(0.3)
+        self.out = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.relu(self.norm(self.dense(x)))))
+
+
+def _buffer_gap(fitted, separate):
+    return max(
+        float((a.double() - b.double()).abs().max())
+        for f, s in zip(fitted, separate)
+        for a, b in zip(f.net_.module_.buffers(), s.net_.module_.buffers())
+    )
+
+
+@pytest.mark.parametrize(
+    "norm", [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}]
+)
+def test_module_with_batch_norm_stacks_with_each_copys_running_statistics(
+    data, skorch_fit, training, max_weight_gap, norm
+):
+    X, y = data
+    est = SparseNetClassifier(
+        _Normed(**norm),
+        regularized_layers=["dense", "out"],
+        max_epochs=2,
+        batch_size=32,
+        random_state=0,
+    )
+    with training as seen:
+        path = lambda_path(est, X, y, [1e-4, 1e-2])
+    assert seen.stacks == [2] and seen.loops == 0
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-2)]
+    assert max_weight_gap(path, separate) <= 1e-5
+    if norm.get("track_running_stats", True):
+        # 8 batches each: the counts and the running statistics of each copy's own fit.
+        assert [int(p.net_.module_.norm.num_batches_tracked) for p in path] == [8, 8]
+        assert _buffer_gap(path, separate) <= 1e-5
+    # Eval mode (predict) normalises with each copy's own running statistics.
+    for p, s in zip(path, separate):
+        np.testing.assert_allclose(p.predict_proba(X), s.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "params, tol",
+    [
+        # Adam turns the float noise in the near-0 gradients of the convolutions' biases
+        # (each followed by ELU and a batch norm) into steps of up to lr: the single
+        # fit through the engine (K = 1) differs from skorch's by as much.
+        ({}, 1e-4),
+        ({"optimizer": "sgd", "lr": 0.05, "optimizer__momentum": 0.9}, 1e-5),
+    ],
+)
+def test_lambda_path_vgg_equals_separate_fits(skorch_fit, training, max_weight_gap, params, tol):
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(48, 3, 8, 8).astype(np.float32), rng.randint(0, 3, 48)
+    est = SparseNetClassifier("vgg", max_epochs=2, batch_size=16, random_state=0, **params)
+    assert unstackable_reason(est) is None
+    with training as seen:
+        path = lambda_path(est, X, y, [1e-4, 1e-3])
+    assert seen.stacks == [2] and seen.loops == 0
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
+    assert max_weight_gap(path, separate) <= tol
+    assert _buffer_gap(path, separate) <= 1e-5  # every batch norm's running statistics
+    assert [p.density_ for p in path] == [s.density_ for s in separate]
+
+
+def test_stack_with_dropout_equals_the_engines_single_fit_on_every_device(
+    data, device, training, max_weight_gap
+):
+    # On CUDA, nn.Dropout's own fused kernel draws other masks than a stack (equal in
+    # distribution), but a stack and the engine's single fit draw the same ones.
+    X, y = data
+    est = SparseNetClassifier(
+        _Normed(), regularized_layers=["dense"], max_epochs=2, random_state=0, device=device
+    )
+    with training as seen:
+        path = lambda_path(est, X, y, [1e-4, 1e-3])
+    assert seen.stacks == [2] and seen.loops == 0
+    single = [clone(est).set_params(lam=lam).fit(X, y) for lam in (1e-4, 1e-3)]
+    assert [s.training_loop_ for s in single] == ["stacked", "stacked"]
+    assert max_weight_gap(path, single) <= 1e-5
+    assert _buffer_gap(path, single) <= 1e-5
+
+
+def test_fit_of_vgg_and_of_a_module_with_dropout_trains_stacked(data):
+    X, y = data
+    images = np.random.RandomState(0).rand(len(y), 3, 8, 8).astype(np.float32)
+    vgg = SparseNetClassifier("vgg", max_epochs=1, random_state=0).fit(images, y)
+    assert vgg.training_loop_ == "stacked"
+    dropout = nn.Sequential(nn.Linear(8, 6), nn.Dropout(0.5), nn.Linear(6, 3))
+    est = SparseNetClassifier(dropout, max_epochs=1, random_state=0).fit(X, y)
+    assert est.training_loop_ == "stacked"
+
+
+def test_batch_norm_copies_of_unequal_folds_train_in_stacks_of_equal_rows(
+    data, training, skorch_fit, max_weight_gap
+):
+    X, y = data
+    est = SparseNetClassifier(
+        _Normed(), regularized_layers=["dense"], max_epochs=1, batch_size=64, random_state=0
+    )
+    folds = list(KFold(3).split(X[:100]))  # 67, 67 and 66 training rows: one batch each
+    with training as seen:
+        fitted = fit_candidates(est, X[:100], y[:100], [{"lam": 1e-3}], folds)
+    assert sorted(seen.stacks) == [1, 2] and seen.loops == 0  # padding would enter the batch norm
+    separate = _separate(fitted, X[:100], y[:100], [train for train, _ in folds])
+    assert max_weight_gap(fitted, separate) <= 1e-5
 
 
 def test_cross_entropy_grad_matches_autograd():

@@ -34,6 +34,7 @@ MLP = dict(max_epochs=10, batch_size=32, random_state=0)
 #: name -> (estimator parameters, data): one row each.
 CASES = {
     "l1 (reference)": (dict(MLP), "digits"),
+    "vgg (dropout, batch norm)": (dict(MLP, module="vgg", max_epochs=2, batch_size=64), "cifar"),
 }
 
 

@@ -56,7 +56,7 @@ from ._data import cuda_indices
 from ._folds import is_rows, stack_folds
 from ._stack_hooks import STACK_HOOKS, missing_stack_hooks
 from ._stack_loop import train_stack
-from ._stacked import error_grad, unstackable
+from ._stacked import error_grad, global_rng_state, needs_equal_rows, unstackable
 from ._threads import flush_denormals, seeded_rng, step_work, torch_threads
 
 __all__ = [
@@ -86,8 +86,9 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     implement ``grad``) or None; threshold pruning (``"auto"``, ``"batch"``,
     ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
     no ``lr_schedule``, validation split, early stopping, extra callbacks,
-    ``class_weight`` or sample weights; a module without dropout or batch
-    normalisation. ``parts``, ``module`` and ``sample_weight`` are the fit's
+    ``class_weight`` or sample weights; a module whose only layers that
+    draw random numbers in training are ``nn.Dropout`` (batch norm stacks
+    too). ``parts``, ``module`` and ``sample_weight`` are the fit's
     built parts, built module and combined sample weights, when known (else
     the parts are built, and a module named by a string or an instance is
     built on the ``meta`` device, from the estimator's settings).
@@ -97,8 +98,8 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     >>> from skprune import SparseNetClassifier
     >>> unstackable_reason(SparseNetClassifier()) is None
     True
-    >>> unstackable_reason(SparseNetClassifier("vgg"))
-    "module='vgg': it has a BatchNorm2d layer (random numbers or running statistics in training)"
+    >>> unstackable_reason(SparseNetClassifier(lr_schedule="sigmoid"))
+    "lr_schedule='sigmoid' is set"
     """
     if error_grad(getattr(estimator, "_criterion", None)) is None:
         return f"{type(estimator).__name__} is trained on neither the cross-entropy nor the MSE"
@@ -212,6 +213,8 @@ class _Copy:
     pruner: object
     #: The FloatingPointError of the epoch where this copy diverged (DivergenceCheck), or None.
     error: Exception = None
+    #: torch's global generator state where the separate fit starts training (Stack.rngs).
+    rng_state: torch.Tensor = None
 
     def __post_init__(self):
         # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
@@ -418,6 +421,7 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
+    copy.rng_state = global_rng_state(X.device)  # fit trains under seeded_rng: its state now
     train_stack([copy], X)
     if copy.error is not None:
         raise copy.error
@@ -445,10 +449,13 @@ def _prepare(est, X, y, rows):
     (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
     with seeded_rng(seed, cuda_indices(device)):
         est._checked_net(device, parts, seed, None, X_train)
+        rng_state = global_rng_state(device)
     if unstackable_reason(est, parts, est.net_.module_, weight):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
-    return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+    copy = _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+    copy.rng_state = rng_state
+    return copy
 
 
 def _net_parts(net):
@@ -482,6 +489,7 @@ def _groups(copies):
             est._input_shape,
             str(c.rows.device),
             n_batches,
+            len(c.rows) if needs_equal_rows(c.net.module_) else None,
         )
         groups.setdefault(key, []).append(c)
     return list(groups.values())

@@ -74,6 +74,13 @@ class Stack:
         The epoch being trained (1-based, as skorch's history counts), 0 before.
     state : dict
         Scratch space of the parts, by name.
+    rngs : list of torch.Generator or None
+        Copy k's generator, in the state torch's global generator has where
+        copy k's separate fit starts training (its network initialised under
+        its seed): what that fit's dropout layers, and anything else that
+        samples in training, draw from. A part that samples draws copy k's
+        numbers from ``rngs[k]``, in the order the separate fit draws them.
+        None when a copy's start state is unknown.
     """
 
     copies: list
@@ -85,6 +92,7 @@ class Stack:
     X: torch.Tensor
     epoch: int = 0
     state: dict = field(default_factory=dict)
+    rngs: list = None
 
     @property
     def n_copies(self):

@@ -15,7 +15,7 @@ import torch
 
 from ..parts._regularizers import ElementwiseRegularizer
 from ._stack_hooks import Stack, call_stack_hook
-from ._stacked import error_grad, stack_modules
+from ._stacked import copy_generators, error_grad, stack_modules
 from ._threads import step_work, torch_threads
 
 #: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
@@ -44,7 +44,8 @@ def train_stack(copies, X):
 def _train_stack(copies, X):
     est, net = copies[0].estimator, copies[0].net
     rows_error = error_grad(est._criterion)  # E's rows and gradient, in closed form
-    model = stack_modules([c.net.module_ for c in copies])
+    rngs = copy_generators([c.rng_state for c in copies], X.device)
+    model = stack_modules([c.net.module_ for c in copies], rngs)
     reg = net.regularizer
     reg_names = [f"{name}.weight" for name, _ in net.regularized_named_]
     reg_weights = [model.params[name] for name in reg_names]
@@ -55,7 +56,7 @@ def _train_stack(copies, X):
     # The net's own optimiser class and settings (fused Adam on the CPU included).
     optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
     step = _fast_step(optimizer)
-    stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X)
+    stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X, rngs=rngs)
     parts = [p for p in (reg, copies[0].pruner) if p is not None]
     plan = _BatchPlan(copies, est.batch_size, lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
@@ -320,8 +321,12 @@ def names_of(param_names):
 
 @torch.no_grad()
 def _write_back(copies, model, optimizer):
-    """Copy each copy's slice of the stacked weights and optimiser state to its net."""
+    """Copy each copy's slice of the stacked weights, buffers (a batch norm's running
+    statistics) and optimiser state to its net."""
     for k, c in enumerate(copies):
+        own_buffers = dict(c.net.module_.named_buffers())
+        for name, stacked in model.buffers.items():
+            own_buffers[name].copy_(stacked[k])
         own = dict(c.net.module_.named_parameters())
         for name, stacked in model.params.items():
             own[name].copy_(stacked[k])

@@ -11,7 +11,13 @@ becomes one batched matmul, a convolution one grouped convolution. Three forms:
   maps side by side as the channels of one channels-last tensor, each
   convolution one grouped convolution, autograd for the backward;
 * :class:`FuncStack` — any other module that ``torch.func`` can stack (user
-  modules): ``vmap(functional_call)`` and autograd.
+  modules): ``vmap(functional_call)`` and autograd;
+* :class:`LoopStack` — a module with dropout or batch normalisation
+  (``"vgg"`` among them): each copy runs the module's own forward on its
+  slices of the stacked parameters and buffers (autograd through one graph),
+  its :class:`torch.nn.Dropout` layers drawing their masks from the copy's
+  own generator (:func:`dropout_mask`) and its batch norms updating the
+  copy's own running statistics.
 
 Each takes a batch of shape (K, B, …), or (1, B, …) when every copy reads
 the same rows, then the gradient of the loss with respect to the outputs
@@ -19,6 +25,8 @@ the same rows, then the gradient of the loss with respect to the outputs
 :func:`error_grad`), and leaves ``∂/∂p`` in ``p.grad`` of every stacked
 parameter.
 """
+
+import copy
 
 import torch
 from torch import nn
@@ -29,7 +37,12 @@ __all__ = [
     "StackedMLP",
     "StackedLeNet5",
     "FuncStack",
+    "LoopStack",
     "stack_modules",
+    "dropout_mask",
+    "needs_equal_rows",
+    "global_rng_state",
+    "copy_generators",
     "cross_entropy_grad",
     "squared_error_grad",
     "error_grad",
@@ -50,28 +63,105 @@ def _relu_backward_(grad, h):
         grad.masked_fill_(h <= 0, 0)
 
 
-#: Layers whose training-mode behaviour draws random numbers or updates buffers:
-#: a stack cannot reproduce the separate fits' random streams or running stats.
-_UNSTACKABLE_LAYERS = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+#: Layers whose training-mode forward draws random numbers no stack reproduces per
+#: copy (``nn.Dropout`` is reproduced: :func:`dropout_mask`).
+_RANDOM_LAYERS = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+#: Layers whose output depends on the other rows of the batch, or on random numbers:
+#: copies of a module with one share a stack only with copies of as many rows.
+_BATCH_COUPLED = (nn.Dropout, nn.modules.batchnorm._NormBase)
 
 
 def unstackable(module):
     """Why ``module`` cannot be stacked (a sentence), or None if it can.
 
+    :class:`torch.nn.Dropout` and batch normalisation stack
+    (:class:`LoopStack`); other layers that draw random numbers in training
+    (``Dropout2d``, ``AlphaDropout``, ``RReLU``, ...) do not: a stack would
+    not draw each copy's numbers as its separate fit draws them.
+
     Examples
     --------
-    >>> unstackable(MLP(4, 2)) is None
+    >>> unstackable(nn.Sequential(nn.Linear(4, 2), nn.Dropout(), nn.BatchNorm1d(2))) is None
     True
-    >>> unstackable(nn.Sequential(nn.Linear(4, 2), nn.Dropout()))
-    'it has a Dropout layer (random numbers or running statistics in training)'
+    >>> print(unstackable(nn.Sequential(nn.Linear(4, 2), nn.AlphaDropout())))
+    it has an AlphaDropout layer (it draws random numbers in training; a stack draws nn.Dropout's)
     """
     for layer in module.modules():
-        if isinstance(layer, _UNSTACKABLE_LAYERS):
+        if isinstance(layer, _RANDOM_LAYERS) and type(layer) is not nn.Dropout:
+            name = type(layer).__name__
+            article = "an" if name[0] in "AEIOU" else "a"
             return (
-                f"it has a {type(layer).__name__} layer "
-                "(random numbers or running statistics in training)"
+                f"it has {article} {name} layer (it draws random numbers in training; "
+                "a stack draws nn.Dropout's)"
             )
     return None
+
+
+def needs_equal_rows(module):
+    """Whether copies of ``module`` must train on as many rows to share a stack.
+
+    True for a module with dropout or batch normalisation: a copy with fewer
+    rows would have its last batch padded, and padding rows would enter the
+    batch statistics and the dropout masks' draws.
+
+    Examples
+    --------
+    >>> needs_equal_rows(nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)))
+    True
+    >>> needs_equal_rows(MLP(4, 2))
+    False
+    """
+    return any(isinstance(layer, _BATCH_COUPLED) for layer in module.modules())
+
+
+def dropout_mask(x, p, generator):
+    """The scaled mask ``nn.Dropout(p)`` multiplies ``x`` by in training, drawn from ``generator``.
+
+    As torch's CPU kernel makes it (``at::native::_dropout_impl``): a
+    Bernoulli(1 − p) draw into ``empty_like(x)``, divided by 1 − p. From a
+    generator in the state of the global one, the mask ``F.dropout`` would
+    draw, bit for bit (on CUDA, ``F.dropout`` runs a fused kernel of its own
+    and the masks are equal in distribution only).
+
+    Examples
+    --------
+    >>> x = torch.ones(2, 3)
+    >>> _ = torch.manual_seed(0)
+    >>> expected = nn.functional.dropout(x, 0.5)
+    >>> torch.equal(x * dropout_mask(x, 0.5, torch.Generator().manual_seed(0)), expected)
+    True
+    """
+    if p == 1:
+        return torch.zeros_like(x)
+    return torch.empty_like(x).bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+
+def global_rng_state(device):
+    """The state of torch's global generator that a fit on ``device`` draws dropout masks from.
+
+    Taken where a fit's training starts (its network initialised under its
+    seed), it is what the fit's copy of a stack starts its own generator from.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+def copy_generators(states, device):
+    """One ``torch.Generator`` on ``device`` per state of :func:`global_rng_state`, or None.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> g, = copy_generators([global_rng_state("cpu")], "cpu")
+    >>> torch.equal(torch.rand(3), torch.rand(3, generator=g))
+    True
+    """
+    if any(state is None for state in states):
+        return None
+    return [torch.Generator(device).set_state(state) for state in states]
 
 
 def cross_entropy_grad(logits, y, scale):
@@ -165,6 +255,7 @@ class StackedMLP:
         }
         for p in self.params.values():
             p.grad = torch.zeros_like(p)
+        self.buffers = {}
         self._layers = [
             (self.params[f"layer{i}.weight"], self.params[f"layer{i}.bias"])
             for i in range(1, first.n_layers + 1)
@@ -256,6 +347,71 @@ class FuncStack(_AutogradStack):
         return self._call(self.params, self.buffers, x)
 
 
+class _CopyDropout(nn.Module):
+    """``nn.Dropout`` whose masks come from the generator of the copy being run."""
+
+    def __init__(self, p, inplace, rng):
+        super().__init__()
+        self.p, self.inplace, self.rng = p, inplace, rng
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        mask = dropout_mask(x, self.p, self.rng.current)
+        return x.mul_(mask) if self.inplace else x * mask
+
+
+class _CurrentRng:
+    """Which copy's generator the dropout layers of a :class:`LoopStack` draw from."""
+
+    current = None
+
+
+class LoopStack(_AutogradStack):
+    """K copies of a module with dropout or batch normalisation, one after the other.
+
+    Copy k runs the module's own forward (``functional_call``) on its slices
+    of the stacked parameters and buffers, so that each batch norm computes
+    the copy's batch statistics and updates the copy's running statistics
+    (``momentum=None`` and ``track_running_stats=False`` as the layer does
+    them), and each :class:`torch.nn.Dropout` multiplies by
+    :func:`dropout_mask` drawn from ``generators[k]``, in the order and
+    shapes the separate fit draws them from torch's global generator. One
+    autograd graph over the K forwards; the loss's gradient reaches every
+    stacked parameter in one backward.
+
+    Parameters
+    ----------
+    modules : list of torch.nn.Module
+        K copies of one architecture.
+    generators : list of torch.Generator or None
+        Copy k's dropout masks come from ``generators[k]`` (None: a module
+        without dropout).
+    """
+
+    def __init__(self, modules, generators=None):
+        super().__init__(modules)
+        self.generators = generators
+        self._rng = _CurrentRng()
+        self._module = copy.deepcopy(modules[0])
+        for name, layer in list(self._module.named_modules()):
+            if type(layer) is nn.Dropout:
+                self._module.set_submodule(name, _CopyDropout(layer.p, layer.inplace, self._rng))
+
+    def _logits_of(self, x):
+        params = {name: p.unbind(0) for name, p in self.params.items()}
+        buffers = {name: b.unbind(0) for name, b in self.buffers.items()}
+        logits = []
+        for k in range(x.shape[0]):
+            self._rng.current = None if self.generators is None else self.generators[k]
+            own = {name: p[k] for name, p in params.items()}
+            own.update({name: b[k] for name, b in buffers.items()})
+            out = torch.func.functional_call(self._module, own, (x[k],))
+            logits.append(out[0] if isinstance(out, tuple) else out)
+        self._rng.current = None
+        return torch.stack(logits)
+
+
 class StackedLeNet5(_AutogradStack):
     """K copies of :class:`skprune.models.LeNet5` (its ``forward``, for K at once).
 
@@ -304,10 +460,16 @@ class _Contiguous(torch.autograd.Function):
         return grad.contiguous(memory_format=torch.channels_last)
 
 
-def stack_modules(modules):
-    """The stacked form of ``modules`` (K copies of one architecture)."""
+def stack_modules(modules, generators=None):
+    """The stacked form of ``modules`` (K copies of one architecture).
+
+    ``generators`` (one per copy, or None) are where a module's dropout
+    layers draw each copy's masks (:class:`LoopStack`).
+    """
     if all(type(m) is MLP for m in modules):
         return StackedMLP(modules)
     if all(type(m) is LeNet5 for m in modules):
         return StackedLeNet5(modules)
+    if needs_equal_rows(modules[0]):
+        return LoopStack(modules, generators)
     return FuncStack(modules)
