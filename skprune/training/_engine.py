@@ -85,7 +85,8 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     loss with an analytic ``grad`` (ℓ1, ℓ2, ℓ0, ℓ2+ℓ0 and subclasses that
     implement ``grad``) or None; threshold pruning (``"auto"``, ``"batch"``,
     ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
-    no ``lr_schedule``, validation split, early stopping, extra callbacks,
+    any ``validation_fraction`` (each copy holds out its own rows); no
+    ``lr_schedule``, early stopping, extra callbacks,
     ``class_weight`` or sample weights; a module without dropout or batch
     normalisation. ``parts``, ``module`` and ``sample_weight`` are the fit's
     built parts, built module and combined sample weights, when known (else
@@ -156,7 +157,6 @@ def _part_lacks(part, base):
 def _settings_reason(estimator):
     checks = {
         "lr_schedule": estimator.lr_schedule is None,
-        "validation_fraction": not estimator.validation_fraction,
         "callbacks": not estimator.callbacks,
         "early_stopping": not getattr(estimator, "early_stopping", False),
         "class_weight": getattr(estimator, "class_weight", None) is None,
@@ -212,6 +212,12 @@ class _Copy:
     pruner: object
     #: The FloatingPointError of the epoch where this copy diverged (DivergenceCheck), or None.
     error: Exception = None
+    #: Held-out rows (``validation_fraction > 0``; else None), indices into ``valid_X``,
+    #: and their targets: the rows ``estimator._split`` holds out with the copy's seed.
+    valid_rows: torch.Tensor = None
+    valid_y: torch.Tensor = None
+    #: The tensor ``valid_rows`` index into; None: the stack's ``X`` (as ``rows``).
+    valid_X: object = None
 
     def __post_init__(self):
         # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
@@ -418,6 +424,10 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
+    valid = getattr(net.train_split, "keywords", {}).get("valid_ds")
+    if valid is not None:  # fit's held-out rows (predefined_split), a tensor of their own
+        copy.valid_X, copy.valid_y = valid.X, valid.y
+        copy.valid_rows = torch.arange(len(valid.y), device=valid.y.device)
     train_stack([copy], X)
     if copy.error is not None:
         raise copy.error
@@ -442,13 +452,23 @@ def _prepare(est, X, y, rows):
     if unstackable_reason(est, parts, sample_weight=weight):
         return None  # decided before the seed is drawn: est.fit draws it afresh
     seed = est._fit_seed()
-    (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
+    # The split of fit itself, with positions riding along as the rows' weights.
+    positions = np.arange(len(yv), dtype=np.float64)
+    (X_train, y_train, train_pos), valid = est._split(Xv, yv, positions, seed, device)
     with seeded_rng(seed, cuda_indices(device)):
-        est._checked_net(device, parts, seed, None, X_train)
+        est._checked_net(device, parts, seed, valid, X_train)
     if unstackable_reason(est, parts, est.net_.module_, weight):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
-    return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+    train_pos = train_pos.cpu().long()
+    copy = _Copy(est, est.net_, index[train_pos].to(device), y_train, est.lam, seed, parts[1])
+    if valid is not None:
+        held_out = torch.ones(len(yv), dtype=torch.bool)
+        held_out[train_pos] = False
+        valid_pos = held_out.nonzero().squeeze(1)  # the held-out rows, in the data's order
+        copy.valid_rows = index[valid_pos].to(device)
+        copy.valid_y = torch.as_tensor(yv[valid_pos.numpy()]).to(device)
+    return copy
 
 
 def _net_parts(net):

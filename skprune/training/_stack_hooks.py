@@ -24,6 +24,11 @@ skorch hook            stack hook (called with the :class:`Stack`)
                        are written back to the copies' nets
 =====================  ========================================================
 
+With ``validation_fraction > 0`` each copy holds out the rows its separate
+fit holds out; :meth:`Stack.valid_error` gives every copy's error E on them
+with the current weights (what skorch records as ``valid_loss``). A part
+records per-copy history entries through :attr:`Stack.records`.
+
 A part trains stacked when, for every skorch hook its class overrides beyond
 its base class, it also defines the matching stack hook
 (:func:`missing_stack_hooks`); else the fit trains through skorch's loop and
@@ -74,6 +79,14 @@ class Stack:
         The epoch being trained (1-based, as skorch's history counts), 0 before.
     state : dict
         Scratch space of the parts, by name.
+    valid : ValidRows or None
+        The copies' validation rows (``validation_fraction > 0``), else None;
+        see :meth:`valid_error`.
+    records : dict
+        The epoch's history entries of each copy beyond the loop's own: a part
+        that records ``key`` sets ``records[key]`` to K values (one per copy)
+        before the epoch's rows are written (by ``stack_epoch_end``); the
+        loop writes them into each copy's row and empties the dict.
     """
 
     copies: list
@@ -85,6 +98,8 @@ class Stack:
     X: torch.Tensor
     epoch: int = 0
     state: dict = field(default_factory=dict)
+    valid: object = None
+    records: dict = field(default_factory=dict)
 
     @property
     def n_copies(self):
@@ -93,6 +108,25 @@ class Stack:
     def lam_as(self, w):
         """λ of each copy, shaped ``(K, 1, …, 1)`` to broadcast over ``w``."""
         return self.lam.view(-1, *[1] * (w.dim() - 1))
+
+    def valid_error(self):
+        """Each copy's error E on its own validation rows, (K,), with the current weights.
+
+        E is the mean cross-entropy or squared error over the copy's rows, without
+        Ω: skorch's ``valid_loss``. The rows are those the copy's separate fit
+        holds out (``estimator._split`` with the copy's seed).
+
+        Raises
+        ------
+        ValueError
+            If the copies hold out no rows (``validation_fraction`` is 0).
+        """
+        if self.valid is None:
+            raise ValueError(
+                "Stack.valid_error needs validation rows; the estimators' "
+                "'validation_fraction' parameter is 0."
+            )
+        return self.valid.error(self.model)
 
 
 def missing_stack_hooks(part, base):

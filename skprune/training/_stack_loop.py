@@ -15,6 +15,7 @@ import torch
 
 from ..parts._regularizers import ElementwiseRegularizer
 from ._stack_hooks import Stack, call_stack_hook
+from ._stack_valid import ValidRows
 from ._stacked import error_grad, stack_modules
 from ._threads import step_work, torch_threads
 
@@ -56,6 +57,9 @@ def _train_stack(copies, X):
     optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
     step = _fast_step(optimizer)
     stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X)
+    if copies[0].valid_rows is not None:  # validation_fraction > 0: each copy's held-out rows
+        X_valid = X if copies[0].valid_X is None else copies[0].valid_X
+        stack.valid = ValidRows(copies, X_valid, rows_error, est.batch_size)
     parts = [p for p in (reg, copies[0].pruner) if p is not None]
     plan = _BatchPlan(copies, est.batch_size, lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
@@ -87,8 +91,11 @@ def _train_stack(copies, X):
             call_stack_hook(parts, "stack_batch_end", stack)
             losses.append(loss)
             errors.append(error)
+        if stack.valid is not None:  # skorch's validation step, before on_epoch_end
+            stack.records.update(stack.valid.records(model))
         call_stack_hook(parts, "stack_epoch_end", stack)
         _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
+        _record_parts(copies, stack.records)
         if _check_divergence(copies, model):
             break
         if est.verbose:
@@ -293,6 +300,20 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
         }
         for key, value in record.items():
             history.record(key, value)
+
+
+def _record_parts(copies, records):
+    """Write the epoch's entries that are not the loop's own (:attr:`Stack.records`):
+    the validation scores, those of the parts; then empty ``records``."""
+    valid_batches = records.pop("valid_batches", None)
+    for k, c in enumerate(copies):
+        if valid_batches is not None:  # after the training batches, as skorch's loop
+            c.net.history[-1]["batches"] += [
+                {"valid_loss": loss, "valid_batch_size": size} for loss, size in valid_batches[k]
+            ]
+        for key, values in records.items():
+            c.net.history.record(key, values[k])
+    records.clear()
 
 
 def _print_progress(copies):

@@ -1,0 +1,102 @@
+"""Training settings that train stacked: the validation split, early stopping, the rate
+schedule, the multi-objective optimisers and row weights; each copy of a stack equals
+its separate fit through skorch's loop."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+
+from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path
+from skprune.engine import fit_stacked
+from skprune.regularizers import L1
+
+LAMS = [1e-4, 1e-3, 1e-2]
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.rand(150, 8).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)
+    return X, y
+
+
+def _assert_equal_fits(path, separate, max_weight_gap, keys=()):
+    assert max_weight_gap(path, separate) <= 1e-4
+    for p, s in zip(path, separate):
+        assert p.density_ == s.density_
+        assert len(p.history_) == len(s.history_)
+        for key in ("train_loss", "penalty", *keys):
+            np.testing.assert_allclose(p.history_[:, key], s.history_[:, key], rtol=1e-4)
+
+
+def _path_and_separate(est, X, y, training, lams=LAMS):
+    with training as seen:
+        path = lambda_path(est, X, y, lams)
+    assert seen.stacks == [len(lams)] and seen.loops == 0  # one stack, no fallback
+    return path, [clone(est).set_params(lam=lam).fit(X, y) for lam in lams]
+
+
+# -- the validation split ----------------------------------------------------------
+
+
+def test_validation_split_lambda_path_equals_separate_fits(
+    data, skorch_fit, training, max_weight_gap
+):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=3, batch_size=16, random_state=0, validation_fraction=0.2)
+    path, separate = _path_and_separate(est, X, y, training)
+    keys = ("valid_loss", "valid_acc", "valid_loss_best", "valid_acc_best", "valid_batch_count")
+    _assert_equal_fits(path, separate, max_weight_gap, keys)
+    for p, s in zip(path, separate):
+        assert (
+            p.history_[:, "batches", :, "valid_batch_size"]
+            == (s.history_[:, "batches", :, "valid_batch_size"])
+        )
+
+
+def test_validation_split_folds_equal_separate_fits(data, skorch_fit, training, max_weight_gap):
+    X, y = data
+    X, y = X[:101], y[:101]  # folds of 67 and 68 rows: validation sets of 14 and 13 rows
+    folds = [train for train, _ in KFold(3).split(X)]
+    est = SparseNetRegressor(max_epochs=2, batch_size=16, validation_fraction=0.2)
+    y = X[:, :2] @ np.array([1.0, -1.0], dtype=np.float32)
+    estimators = [clone(est).set_params(lam=1e-3, random_state=k) for k in range(3)]
+    with training as seen:
+        fit_stacked(estimators, X, y, folds)
+    assert seen.stacks == [3] and seen.loops == 0
+    separate = [clone(e).fit(X[r], y[r]) for e, r in zip(estimators, folds)]
+    _assert_equal_fits(estimators, separate, max_weight_gap, ("valid_loss",))
+
+
+def test_validation_split_fit_trains_stacked(data):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, random_state=0, validation_fraction=0.2).fit(X, y)
+    assert est.training_loop_ == "stacked"
+    assert np.isfinite(est.history_[:, "valid_loss"]).all()
+
+
+class _ValidErrorSeen(L1):
+    """ℓ1 that keeps the stack's validation error of every epoch (a part reading it)."""
+
+    def stack_epoch_end(self, stack):
+        self.seen_ = [*getattr(self, "seen_", []), stack.valid_error().tolist()]
+
+
+def test_stack_valid_error_is_each_copys_valid_loss(data, training):
+    X, y = data
+    est = SparseNetClassifier(
+        max_epochs=2, random_state=0, validation_fraction=0.25, regularizer=_ValidErrorSeen()
+    )
+    path, _ = _path_and_separate(est, X, y, training, LAMS[:2])
+    seen = np.array(path[0].net_.regularizer.seen_)  # the stack's part object: copy 0's own
+    recorded = np.array([p.history_[:, "valid_loss"] for p in path]).T
+    np.testing.assert_allclose(seen, recorded, rtol=1e-6)
+
+
+def test_stack_valid_error_without_validation_rows_raises(data):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=1, random_state=0, regularizer=_ValidErrorSeen())
+    with pytest.raises(ValueError, match="'validation_fraction' parameter is 0"):
+        est.fit(X, y)
