@@ -143,9 +143,7 @@ def test_training_loop_stacked_for_served_settings(data):
     [
         ({"class_weight": "balanced"}, None, "class_weight='balanced' is set"),
         ({"module": "vgg"}, (3, 8, 8), "module='vgg': it has a BatchNorm2d layer"),
-        ({"lr_schedule": "sigmoid"}, None, "lr_schedule='sigmoid' is set"),
         ({"callbacks": [Callback()]}, None, "callbacks=[<skorch.callbacks"),
-        ({"early_stopping": True, "validation_fraction": 0.2}, None, "early_stopping=True"),
         ({"optimizer": "madam"}, None, "optimizer='madam' is not SGD, Adam or RMSprop"),
         ({"regularizer": "lobster"}, None, "regularizer LOBSTER() is not stackable: it overrides"),
         ({"regularizer": "hard_concrete"}, None, "regularizer HardConcrete("),

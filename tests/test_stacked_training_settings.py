@@ -4,6 +4,7 @@ its separate fit through skorch's loop."""
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
@@ -100,3 +101,77 @@ def test_stack_valid_error_without_validation_rows_raises(data):
     est = SparseNetClassifier(max_epochs=1, random_state=0, regularizer=_ValidErrorSeen())
     with pytest.raises(ValueError, match="'validation_fraction' parameter is 0"):
         est.fit(X, y)
+
+
+# -- the rate schedule and early stopping --------------------------------------------
+
+
+def test_sigmoid_schedule_lambda_path_equals_separate_fits(
+    data, skorch_fit, training, max_weight_gap
+):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=4, batch_size=32, random_state=0, lr_schedule="sigmoid")
+    path, separate = _path_and_separate(est, X, y, training)
+    _assert_equal_fits(path, separate, max_weight_gap, ("lr",))
+    assert len(set(path[0].history_[:, "lr"])) == 4  # a rate of its own every epoch
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        SparseNetClassifier(lr=0.01, lr_schedule="sigmoid"),
+        SparseNetRegressor(lr=0.03),
+    ],
+)
+def test_early_stopping_lambda_path_equals_separate_fits(
+    data, estimator, skorch_fit, training, max_weight_gap
+):
+    X, y = data
+    if isinstance(estimator, SparseNetRegressor):
+        y = X[:, :2] @ np.array([1.0, -1.0], dtype=np.float32)
+    est = clone(estimator).set_params(
+        max_epochs=12, batch_size=32, random_state=0, validation_fraction=0.2,
+        early_stopping=True, n_iter_no_change=2,
+    )  # fmt: skip
+    path, separate = _path_and_separate(est, X, y, training, [1e-4, 1e-2, 5e-2])
+    key = "valid_acc" if isinstance(est, SparseNetClassifier) else "valid_r2"
+    _assert_equal_fits(path, separate, max_weight_gap, ("valid_loss", key))
+    assert len({len(p.history_) for p in path}) > 1  # the copies stopped at different epochs
+    assert min(len(p.history_) for p in path) < 12
+    for p, s in zip(path, separate):
+        np.testing.assert_allclose(p.validation_scores_, s.validation_scores_, rtol=1e-5)
+        assert p.best_validation_score_ == pytest.approx(s.best_validation_score_, rel=1e-5)
+
+
+def test_settings_fit_trains_stacked(data):
+    X, y = data
+    est = SparseNetClassifier(
+        max_epochs=2, random_state=0, validation_fraction=0.2, early_stopping=True,
+        lr_schedule="sigmoid",
+    )  # fmt: skip
+    assert est.fit(X, y).training_loop_ == "stacked"
+
+
+class _StoppedWeightsSeen(L1):
+    """ℓ1 that keeps, every epoch, the weights of the copies that have stopped."""
+
+    def stack_epoch_end(self, stack):
+        seen = getattr(self, "seen_", {})
+        for k, training in enumerate(stack.training):
+            if not training:
+                seen.setdefault(k, []).append([w[k].clone() for w in stack.weights])
+        self.seen_ = seen
+
+
+def test_early_stopping_stopped_copy_stops_changing(data, training):
+    X, y = data
+    est = SparseNetClassifier(
+        max_epochs=12, batch_size=32, random_state=0, lr=0.01, validation_fraction=0.2,
+        early_stopping=True, n_iter_no_change=2, regularizer=_StoppedWeightsSeen(),
+    )  # fmt: skip
+    path, _ = _path_and_separate(est, X, y, training, [1e-4, 1e-2, 5e-2])
+    seen = path[0].net_.regularizer.seen_
+    assert seen and max(len(states) for states in seen.values()) > 1
+    for states in seen.values():
+        for state in states[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(states[0], state))

@@ -34,6 +34,19 @@ MLP = dict(max_epochs=10, batch_size=32, random_state=0)
 #: name -> (estimator parameters, data): one row each.
 CASES = {
     "l1 (reference)": (dict(MLP), "digits"),
+    "validation_fraction=0.1": (dict(MLP, validation_fraction=0.1), "digits"),
+    "sigmoid lr + early stopping": (
+        dict(
+            MLP,
+            max_epochs=20,
+            lr_schedule="sigmoid",
+            validation_fraction=0.1,
+            early_stopping=True,
+            n_iter_no_change=3,
+        ),
+        "digits",
+    ),  # fmt: skip
+    "madam": (dict(MLP, optimizer="madam"), "digits"),
 }
 
 

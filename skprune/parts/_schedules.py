@@ -98,6 +98,14 @@ class SigmoidLR(Part, Callback):
             group["lr"] = lr
         net.history.record("lr", lr)
 
+    def stack_epoch_begin(self, stack):
+        """Stacked: the same rate for every copy (κ the stack's epoch), recorded per copy."""
+        max_epochs = stack.copies[0].net.max_epochs
+        lr = sigmoid_lr(stack.epoch, max_epochs, self.lr_start, self.lr_end)
+        for group in stack.optimizer.param_groups:
+            group["lr"] = lr
+        stack.records["lr"] = [lr] * stack.n_copies
+
 
 def resolve_lr(estimator):
     """The starting rate: ``lr``, or for ``lr="auto"`` one its ``optimizer`` trains at.

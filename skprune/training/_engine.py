@@ -46,17 +46,20 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
+from skorch.callbacks import Callback
 from torch import nn
 
 from ..models import BUILTIN_MODULES
 from ..parts._pruning import Pruner, ThresholdPruning
 from ..parts._regularizers import Regularizer
+from ..parts._schedules import make_lr_schedule
 from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
 from ._folds import is_rows, stack_folds
 from ._stack_hooks import STACK_HOOKS, missing_stack_hooks
 from ._stack_loop import train_stack
 from ._stacked import error_grad, unstackable
+from ._stopping import stopping_callbacks
 from ._threads import flush_denormals, seeded_rng, step_work, torch_threads
 
 __all__ = [
@@ -156,13 +159,18 @@ def _part_lacks(part, base):
 
 def _settings_reason(estimator):
     checks = {
-        "lr_schedule": estimator.lr_schedule is None,
         "callbacks": not estimator.callbacks,
-        "early_stopping": not getattr(estimator, "early_stopping", False),
         "class_weight": getattr(estimator, "class_weight", None) is None,
     }
     bad = [name for name, ok in checks.items() if not ok]
-    return f"{bad[0]}={getattr(estimator, bad[0])!r} is set" if bad else None
+    if bad:
+        return f"{bad[0]}={getattr(estimator, bad[0])!r} is set"
+    stopping = [cb for name, cb in stopping_callbacks(estimator) if name == "early_stopping"]
+    for callback in (*make_lr_schedule(estimator), *stopping):
+        what = _part_lacks(callback, Callback)
+        if what is not None:
+            return f"{callback!r} is not stackable: {what}"
+    return None
 
 
 def _module_reason(estimator, module):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["STACK_HOOKS", "Stack", "missing_stack_hooks", "call_stack_hook"]
+__all__ = ["STACK_HOOKS", "Stack", "missing_stack_hooks", "stack_parts", "call_stack_hook"]
 
 #: skorch's hook -> the stack hook a part defines to be called in its place.
 STACK_HOOKS = {
@@ -82,6 +82,11 @@ class Stack:
     valid : ValidRows or None
         The copies' validation rows (``validation_fraction > 0``), else None;
         see :meth:`valid_error`.
+    training : list of bool
+        Whether each copy still trains. A part that ends a copy's training
+        (early stopping, in ``stack_epoch_begin``) sets its entry to False:
+        from then on the copy's weights stay as they are, it gets no more
+        history rows, and the stack ends when no copy trains.
     records : dict
         The epoch's history entries of each copy beyond the loop's own: a part
         that records ``key`` sets ``records[key]`` to K values (one per copy)
@@ -100,6 +105,10 @@ class Stack:
     state: dict = field(default_factory=dict)
     valid: object = None
     records: dict = field(default_factory=dict)
+    training: list = field(init=False)
+
+    def __post_init__(self):
+        self.training = [True] * len(self.copies)
 
     @property
     def n_copies(self):
@@ -163,6 +172,13 @@ def missing_stack_hooks(part, base):
         if not stands_in or stands_in[0] > defines[0]:
             missing.append(stack_hook)
     return missing
+
+
+def stack_parts(net):
+    """The net's callbacks that define a stack hook (parts, schedules, early
+    stopping), in the order skorch's loop calls them."""
+    hooks = STACK_HOOKS.values()
+    return [cb for _, cb in net.callbacks_ if any(hasattr(cb, h) for h in hooks)]
 
 
 def call_stack_hook(parts, hook, stack):

@@ -14,9 +14,10 @@ import time
 import torch
 
 from ..parts._regularizers import ElementwiseRegularizer
-from ._stack_hooks import Stack, call_stack_hook
+from ._stack_hooks import Stack, call_stack_hook, stack_parts
 from ._stack_valid import ValidRows
 from ._stacked import error_grad, stack_modules
+from ._stopping import FrozenCopies
 from ._threads import step_work, torch_threads
 
 #: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
@@ -60,7 +61,8 @@ def _train_stack(copies, X):
     if copies[0].valid_rows is not None:  # validation_fraction > 0: each copy's held-out rows
         X_valid = X if copies[0].valid_X is None else copies[0].valid_X
         stack.valid = ValidRows(copies, X_valid, rows_error, est.batch_size)
-    parts = [p for p in (reg, copies[0].pruner) if p is not None]
+    parts = stack_parts(net)  # regularizer, pruner, schedule, early stopping: skorch's order
+    frozen = FrozenCopies(stack)  # copies that stopped early keep their weights
     plan = _BatchPlan(copies, est.batch_size, lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
@@ -69,6 +71,8 @@ def _train_stack(copies, X):
         stack.epoch = epoch
         start = time.perf_counter()
         call_stack_hook(parts, "stack_epoch_begin", stack)
+        if not frozen.update():
+            break
         idx, targets = plan.epoch_order(generators)
         losses, errors = [], []
         for cols, scale, weight in plan.batches:
@@ -88,20 +92,22 @@ def _train_stack(copies, X):
                 _add_penalty_grad(reg_grad, reg_weights, lam)
             call_stack_hook(parts, "stack_grad", stack)
             step()
+            frozen.hold()
             call_stack_hook(parts, "stack_batch_end", stack)
             losses.append(loss)
             errors.append(error)
         if stack.valid is not None:  # skorch's validation step, before on_epoch_end
             stack.records.update(stack.valid.records(model))
         call_stack_hook(parts, "stack_epoch_end", stack)
-        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
-        _record_parts(copies, stack.records)
-        if _check_divergence(copies, model):
+        training = stack.training
+        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start, training)
+        _record_parts(copies, stack.records, training)
+        if _check_divergence(copies, model, training):
             break
         if est.verbose:
             _print_progress(copies)
     call_stack_hook(parts, "stack_end", stack)
-    _write_back(copies, model, optimizer)
+    _write_back(copies, model, optimizer, frozen.states)
     return [k for k, c in enumerate(copies) if c.error is not None]
 
 
@@ -190,6 +196,7 @@ def _fast_step(optimizer):
             return
         steps = [state[p]["step"] for p in params]
         torch._foreach_add_(steps, 1)
+        options["lr"] = group["lr"]  # a schedule may have set it
         _FUSED_ADAM(
             params,
             [p.grad for p in params],
@@ -204,8 +211,9 @@ def _fast_step(optimizer):
 
 
 @torch.no_grad()
-def _check_divergence(copies, model):
-    """Each copy's DivergenceCheck on its epoch; True once every copy has diverged.
+def _check_divergence(copies, model, training):
+    """Each training copy's DivergenceCheck on its epoch; True once every copy has
+    diverged or stopped.
 
     The check is the one skorch's loop calls (one definition of divergence);
     only whether the copy's weights are finite is computed here, for all at once.
@@ -214,12 +222,12 @@ def _check_divergence(copies, model):
     for p in model.params.values():
         finite &= torch.isfinite(p).flatten(1).all(1).cpu()
     for k, c in enumerate(copies):
-        if c.error is None:
+        if c.error is None and training[k]:
             try:
                 c.divergence.check(c.net, weights_finite=bool(finite[k]))
             except FloatingPointError as error:
                 c.error = error
-    return all(c.error is not None for c in copies)
+    return all(c.error is not None or not t for c, t in zip(copies, training))
 
 
 def _pad(tensors, length, device):
@@ -264,8 +272,9 @@ def _add_penalty_grad(grad, weights, lam):
 
 
 @torch.no_grad()
-def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
-    """Write the epoch's history entries of every copy, as skorch and SparsityHistory do."""
+def _record_epoch(copies, reg, weights, names, plan, losses, errors, start, training):
+    """Write the epoch's history entries of every training copy, as skorch and
+    SparsityHistory do."""
     counts = torch.stack(plan.counts).cpu()
     losses, errors = torch.stack(losses).cpu().double(), torch.stack(errors).cpu().double()
     mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
@@ -277,6 +286,8 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
     dur = time.perf_counter() - start
     batch_losses, batch_counts = losses.T.tolist(), counts.T.tolist()
     for k, c in enumerate(copies):
+        if not training[k]:
+            continue
         history = c.net.history
         history.new_epoch()
         history.record("epoch", len(history))
@@ -302,11 +313,13 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
             history.record(key, value)
 
 
-def _record_parts(copies, records):
+def _record_parts(copies, records, training):
     """Write the epoch's entries that are not the loop's own (:attr:`Stack.records`):
     the validation scores, those of the parts; then empty ``records``."""
     valid_batches = records.pop("valid_batches", None)
     for k, c in enumerate(copies):
+        if not training[k]:
+            continue
         if valid_batches is not None:  # after the training batches, as skorch's loop
             c.net.history[-1]["batches"] += [
                 {"valid_loss": loss, "valid_batch_size": size} for loss, size in valid_batches[k]
@@ -340,14 +353,18 @@ def names_of(param_names):
 
 
 @torch.no_grad()
-def _write_back(copies, model, optimizer):
-    """Copy each copy's slice of the stacked weights and optimiser state to its net."""
+def _write_back(copies, model, optimizer, stopped=None):
+    """Copy each copy's slice of the stacked weights and optimiser state to its net;
+    ``stopped``: copy index -> its optimiser state (by name) of when it stopped."""
     for k, c in enumerate(copies):
         own = dict(c.net.module_.named_parameters())
         for name, stacked in model.params.items():
             own[name].copy_(stacked[k])
             state = optimizer.state.get(stacked)
-            if state:
+            if stopped and k in stopped:
+                if stopped[k][name]:
+                    c.net.optimizer_.state[own[name]] = stopped[k][name]
+            elif state:
                 c.net.optimizer_.state[own[name]] = {
                     key: _slice(value, stacked, k) for key, value in state.items()
                 }
