@@ -144,7 +144,7 @@ def test_training_loop_stacked_for_served_settings(data):
         ({"class_weight": "balanced"}, None, "class_weight='balanced' is set"),
         ({"module": "vgg"}, (3, 8, 8), "module='vgg': it has a BatchNorm2d layer"),
         ({"callbacks": [Callback()]}, None, "callbacks=[<skorch.callbacks"),
-        ({"optimizer": "madam"}, None, "optimizer='madam' is not SGD, Adam or RMSprop"),
+        ({"optimizer": torch.optim.Adagrad}, None, "optimizer Adagrad is not SGD, Adam"),
         ({"regularizer": "lobster"}, None, "regularizer LOBSTER() is not stackable: it overrides"),
         ({"regularizer": "hard_concrete"}, None, "regularizer HardConcrete("),
         (

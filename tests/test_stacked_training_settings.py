@@ -175,3 +175,69 @@ def test_early_stopping_stopped_copy_stops_changing(data, training):
     for states in seen.values():
         for state in states[1:]:
             assert all(torch.equal(a, b) for a, b in zip(states[0], state))
+
+
+# -- the multi-objective optimisers ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"optimizer": "madam"},
+        {"optimizer": "smgd", "lr": 0.05, "optimizer__momentum": 0.9, "pruning": "epoch"},
+        {"optimizer": "mrmsprop", "regularizer": "l2"},
+    ],
+)
+def test_multi_objective_lambda_path_equals_separate_fits(
+    data, params, skorch_fit, training, max_weight_gap
+):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=2, batch_size=32, random_state=0, **params)
+    path, separate = _path_and_separate(est, X, y, training)
+    _assert_equal_fits(path, separate, max_weight_gap, ("lambda",))
+    for p, s in zip(path, separate):
+        assert (
+            p.lambda_history_.shape == s.lambda_history_.shape == (2 * 5,)
+        )  # 5 batches of 150 rows
+        np.testing.assert_allclose(p.lambda_history_, s.lambda_history_, rtol=1e-3, atol=1e-7)
+
+
+def test_multi_objective_each_copy_chooses_its_own_lambda(data, training):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=1, batch_size=32, optimizer="smgd", lr=0.05)
+    with training as seen:  # each copy its own seed: its own weights, batches and λ*
+        fitted = fit_stacked([clone(est).set_params(random_state=k) for k in range(2)], X, y)
+    assert seen.stacks == [2]
+    assert not np.allclose(fitted[0].lambda_history_, fitted[1].lambda_history_)
+
+
+def test_multi_objective_early_stopping_equals_separate_fits(
+    data, skorch_fit, training, max_weight_gap
+):
+    X, y = data
+    est = SparseNetClassifier(
+        optimizer="madam", lr=0.01, max_epochs=12, batch_size=32, random_state=0,
+        validation_fraction=0.2, early_stopping=True, n_iter_no_change=2,
+    )  # fmt: skip
+    path, separate = _path_and_separate(est, X, y, training, [1e-4, 1e-2])
+    _assert_equal_fits(path, separate, max_weight_gap, ("lambda", "valid_acc"))
+    for p, s in zip(path, separate):
+        assert p.lambda_history_.shape == s.lambda_history_.shape
+
+
+def test_multi_objective_fit_trains_stacked(data):
+    X, y = data
+    est = SparseNetClassifier(max_epochs=1, random_state=0, optimizer="madam").fit(X, y)
+    assert est.training_loop_ == "stacked" and len(est.lambda_history_) == 5
+
+
+def test_sigmoid_schedule_each_copy_ends_at_its_last_rate(data):
+    X, y = data
+    est = SparseNetClassifier(
+        max_epochs=12, batch_size=32, random_state=0, lr=0.01, lr_schedule="sigmoid",
+        validation_fraction=0.2, early_stopping=True, n_iter_no_change=2,
+    )  # fmt: skip
+    path = lambda_path(est, X, y, [1e-4, 1e-2, 5e-2])
+    assert len({len(p.history_) for p in path}) > 1
+    for p in path:
+        assert p.net_.optimizer_.param_groups[0]["lr"] == p.history_[-1, "lr"]

@@ -106,6 +106,13 @@ class SigmoidLR(Part, Callback):
             group["lr"] = lr
         stack.records["lr"] = [lr] * stack.n_copies
 
+    def stack_end(self, stack):
+        """Each copy's optimiser ends at the rate of its own last epoch (one that
+        stopped early: of the epoch it stopped after)."""
+        for c in stack.copies:
+            for group in c.net.optimizer_.param_groups:
+                group["lr"] = c.net.history[-1, "lr"]
+
 
 def resolve_lr(estimator):
     """The starting rate: ``lr``, or for ``lr="auto"`` one its ``optimizer`` trains at.

@@ -50,6 +50,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from ..models import BUILTIN_MODULES
+from ..parts._optim import SMGD, MAdam, MRMSProp
 from ..parts._pruning import Pruner, ThresholdPruning
 from ..parts._regularizers import Regularizer
 from ..parts._schedules import make_lr_schedule
@@ -118,11 +119,12 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
 
 
 def _optimizer_reason(estimator, optimizer):
-    if issubclass(optimizer, _OPTIMIZERS):
+    # The multi-objective ones by class: their stacked step (a λ* per copy) is their own.
+    if issubclass(optimizer, _OPTIMIZERS) or optimizer in (SMGD, MAdam, MRMSProp):
         return None
     spec = estimator.optimizer
     label = f"optimizer={spec!r}" if isinstance(spec, str) else f"optimizer {optimizer.__name__}"
-    return f"{label} is not SGD, Adam or RMSprop"
+    return f"{label} is not SGD, Adam, RMSprop, SMGD, MAdam or MRMSProp"
 
 
 def _regularizer_reason(estimator, reg):

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from ..parts._optim import MultiObjectiveOptimizer
 from ..parts._regularizers import ElementwiseRegularizer
 from ._stack_hooks import Stack, call_stack_hook, stack_parts
 from ._stack_valid import ValidRows
@@ -52,10 +53,13 @@ def _train_stack(copies, X):
     reg_weights = [model.params[name] for name in reg_names]
     device = X.device
     lam = torch.tensor([float(c.lam) for c in copies], device=device)
+    # Reiners §3.2: a multi-objective optimiser takes E as the loss and Ω apart.
+    multi = isinstance(net.optimizer_, MultiObjectiveOptimizer)
     penalized = reg is not None and reg.in_loss and bool(reg_weights) and bool((lam > 0).any())
+    penalized = penalized and not multi
     reg_grad = stacked_grad(reg) if penalized else None
     # The net's own optimiser class and settings (fused Adam on the CPU included).
-    optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
+    optimizer = _stacked_optimizer(net.optimizer_, model, reg, reg_weights, len(copies))
     step = _fast_step(optimizer)
     stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X)
     if copies[0].valid_rows is not None:  # validation_fraction > 0: each copy's held-out rows
@@ -63,7 +67,7 @@ def _train_stack(copies, X):
         stack.valid = ValidRows(copies, X_valid, rows_error, est.batch_size)
     parts = stack_parts(net)  # regularizer, pruner, schedule, early stopping: skorch's order
     frozen = FrozenCopies(stack)  # copies that stopped early keep their weights
-    plan = _BatchPlan(copies, est.batch_size, lam)
+    plan = _BatchPlan(copies, est.batch_size, torch.zeros_like(lam) if multi else lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
     call_stack_hook(parts, "stack_begin", stack)
@@ -153,6 +157,17 @@ class _BatchPlan:
         pos = _pad(perms, self.rows.shape[1], self.rows.device)
         y_pos = pos.view(*pos.shape, *[1] * (self.y.dim() - 2)).expand_as(self.y)
         return self.rows.gather(1, pos), self.y.gather(1, y_pos)
+
+
+def _stacked_optimizer(own, model, reg, reg_weights, n_copies):
+    """The net's optimiser class and settings over the stacked parameters; a
+    multi-objective one gets Ω of the stacked weights, and a λ* per copy."""
+    if not isinstance(own, MultiObjectiveOptimizer):
+        return type(own)(list(model.params.values()), **own.defaults)
+    optimizer = type(own)(list(model.params.values()), **own.defaults, lam=own.lam)
+    grad = stacked_grad(reg) if reg is not None else None
+    optimizer.set_objective(reg, reg_weights, n_copies, grad)
+    return optimizer
 
 
 def _fast_step(optimizer):
