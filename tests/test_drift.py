@@ -141,7 +141,6 @@ def test_training_loop_stacked_for_served_settings(data):
 @pytest.mark.parametrize(
     "params, shape, reason",
     [
-        ({"class_weight": "balanced"}, None, "class_weight='balanced' is set"),
         ({"module": "vgg"}, (3, 8, 8), "module='vgg': it has a BatchNorm2d layer"),
         ({"callbacks": [Callback()]}, None, "callbacks=[<skorch.callbacks"),
         ({"optimizer": torch.optim.Adagrad}, None, "optimizer Adagrad is not SGD, Adam"),
@@ -166,12 +165,12 @@ def test_training_loop_skorch_for_every_fallback_reason(data, params, shape, rea
     assert [p.training_loop_ for p in path] == ["skorch", "skorch"]
 
 
-def test_training_loop_skorch_for_unequal_sample_weights(data, stacks):
+def test_training_loop_stacked_for_unequal_sample_weights(data, stacks):
     X, y = data
     est = SparseNetClassifier(max_epochs=1, random_state=0)
     assert est.fit(X, y, sample_weight=np.ones(len(y))).training_loop_ == "stacked"
-    assert est.fit(X, y, sample_weight=np.arange(len(y)) + 1.0).training_loop_ == "skorch"
-    assert stacks == [1]
+    assert est.fit(X, y, sample_weight=np.arange(len(y)) + 1.0).training_loop_ == "stacked"
+    assert stacks == [1, 1]
 
 
 # -- custom parts ----------------------------------------------------------------

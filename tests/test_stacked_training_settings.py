@@ -241,3 +241,41 @@ def test_sigmoid_schedule_each_copy_ends_at_its_last_rate(data):
     assert len({len(p.history_) for p in path}) > 1
     for p in path:
         assert p.net_.optimizer_.param_groups[0]["lr"] == p.history_[-1, "lr"]
+
+
+# -- row weights: class_weight and sample_weight -----------------------------------
+
+
+def test_class_weight_lambda_path_equals_separate_fits(data, skorch_fit, training, max_weight_gap):
+    X, y = data
+    est = SparseNetClassifier(
+        max_epochs=2, batch_size=32, random_state=0, class_weight={0: 4.0, 1: 1.0, 2: 0.25}
+    )
+    path, separate = _path_and_separate(est, X, y, training)
+    _assert_equal_fits(path, separate, max_weight_gap, ("ce",))
+
+
+def test_class_weight_folds_equal_separate_fits(data, skorch_fit, training, max_weight_gap):
+    X, y = data
+    X, y = X[:101], y[:101]  # folds of 67 and 68 rows: a shorter last batch, padded
+    folds = [train for train, _ in KFold(3).split(X)]
+    est = SparseNetClassifier(max_epochs=2, batch_size=16, class_weight="balanced")
+    estimators = [clone(est).set_params(random_state=k) for k in range(3)]
+    with training as seen:
+        fit_stacked(estimators, X, y, folds)
+    assert seen.stacks == [3] and seen.loops == 0
+    separate = [clone(e).fit(X[r], y[r]) for e, r in zip(estimators, folds)]
+    _assert_equal_fits(estimators, separate, max_weight_gap, ("ce",))
+
+
+def test_sample_weight_fit_equals_skorch_loop(data, max_weight_gap, monkeypatch):
+    X, y = data
+    weight = np.random.RandomState(1).rand(len(y)) * 3
+    est = SparseNetClassifier(max_epochs=2, batch_size=32, random_state=0, validation_fraction=0.2)
+    stacked = clone(est).fit(X, y, sample_weight=weight)
+    assert stacked.training_loop_ == "stacked"
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
+    reference = clone(est).fit(X, y, sample_weight=weight)
+    _assert_equal_fits([stacked], [reference], max_weight_gap, ("ce", "valid_loss"))
+    unweighted = clone(est).fit(X, y)
+    assert max_weight_gap([stacked], [unweighted]) > 1e-3  # the weights did change the fit

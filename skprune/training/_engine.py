@@ -76,7 +76,7 @@ __all__ = [
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
 
 
-def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
+def unstackable_reason(estimator, parts=None, module=None):
     """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
 
     The one guard: ``fit``, :func:`lambda_path`, :func:`fit_stacked` and the
@@ -88,12 +88,11 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     :class:`~skprune.SparseNetRegressor` with a regularizer that enters the
     loss with an analytic ``grad`` (ℓ1, ℓ2, ℓ0, ℓ2+ℓ0 and subclasses that
     implement ``grad``) or None; threshold pruning (``"auto"``, ``"batch"``,
-    ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
-    any ``validation_fraction`` (each copy holds out its own rows); no
-    ``lr_schedule``, early stopping, extra callbacks,
-    ``class_weight`` or sample weights; a module without dropout or batch
-    normalisation. ``parts``, ``module`` and ``sample_weight`` are the fit's
-    built parts, built module and combined sample weights, when known (else
+    ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam, RMSprop, SMGD,
+    MAdam or MRMSProp; ``lr_schedule``, ``validation_fraction``,
+    ``early_stopping``, ``class_weight`` and sample weights; no extra
+    callbacks; a module without dropout or batch normalisation. ``parts`` and
+    ``module`` are the fit's built parts and built module, when known (else
     the parts are built, and a module named by a string or an instance is
     built on the ``meta`` device, from the estimator's settings).
 
@@ -113,7 +112,6 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
         or _regularizer_reason(estimator, regularizer)
         or _pruner_reason(estimator, pruner)
         or _settings_reason(estimator)
-        or ("sample_weight gives the rows unequal weights" if sample_weight is not None else None)
         or _module_reason(estimator, module)
     )
 
@@ -162,7 +160,6 @@ def _part_lacks(part, base):
 def _settings_reason(estimator):
     checks = {
         "callbacks": not estimator.callbacks,
-        "class_weight": getattr(estimator, "class_weight", None) is None,
     }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
@@ -228,6 +225,8 @@ class _Copy:
     valid_y: torch.Tensor = None
     #: The tensor ``valid_rows`` index into; None: the stack's ``X`` (as ``rows``).
     valid_X: object = None
+    #: Each training row's weight in E (sample_weight × class_weight), or None: all equal.
+    weight: torch.Tensor = None
 
     def __post_init__(self):
         # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
@@ -430,10 +429,11 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
     if epochs is not None or len(net.history):
         return False
     parts = _net_parts(net)
-    if unstackable_reason(estimator, parts, net.module_, weight):
+    if unstackable_reason(estimator, parts, net.module_):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
+    copy.weight = weight
     valid = getattr(net.train_split, "keywords", {}).get("valid_ds")
     if valid is not None:  # fit's held-out rows (predefined_split), a tensor of their own
         copy.valid_X, copy.valid_y = valid.X, valid.y
@@ -459,7 +459,7 @@ def _prepare(est, X, y, rows):
     """Check, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
     est._validate_params()  # what fit's _fit_context runs; the rest is fit's own start
     Xv, yv, weight, device, parts = est._checked_fit(*_rows(X, y, rows), None)
-    if unstackable_reason(est, parts, sample_weight=weight):
+    if unstackable_reason(est, parts):
         return None  # decided before the seed is drawn: est.fit draws it afresh
     seed = est._fit_seed()
     # The split of fit itself, with positions riding along as the rows' weights.
@@ -467,11 +467,13 @@ def _prepare(est, X, y, rows):
     (X_train, y_train, train_pos), valid = est._split(Xv, yv, positions, seed, device)
     with seeded_rng(seed, cuda_indices(device)):
         est._checked_net(device, parts, seed, valid, X_train)
-    if unstackable_reason(est, parts, est.net_.module_, weight):
+    if unstackable_reason(est, parts, est.net_.module_):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
     train_pos = train_pos.cpu().long()
     copy = _Copy(est, est.net_, index[train_pos].to(device), y_train, est.lam, seed, parts[1])
+    if weight is not None:  # the class and sample weights of the training rows
+        copy.weight = torch.as_tensor(weight[train_pos.numpy()]).to(device)
     if valid is not None:
         held_out = torch.ones(len(yv), dtype=torch.bool)
         held_out[train_pos] = False

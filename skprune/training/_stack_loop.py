@@ -137,6 +137,8 @@ class _BatchPlan:
         self.y = _pad([c.y for c in copies], n_max, device)
         ragged = len(set(self.sizes)) > 1
         self.batches, self.counts = [], []
+        self.lam = lam
+        self.row_weight = _row_weights(copies, n_max, device)
         for start in range(0, n_max, batch_size):
             stop = min(start + batch_size, n_max)
             counts = (sizes - start).clamp(0, batch_size).to(device, torch.float32)
@@ -147,6 +149,8 @@ class _BatchPlan:
                 weight, scale = valid / counts[:, None], scale * valid
             self.batches.append((slice(start, stop), scale, weight))
             self.counts.append(counts)
+        #: What each batch's E counts for in the epoch's mean E: its rows, or its rows' weights.
+        self.error_counts = self.counts
 
     def epoch_order(self, generators):
         """``(row indices (K, n_max), targets (K, n_max, …))``: the epoch's batches side by side."""
@@ -156,7 +160,22 @@ class _BatchPlan:
             perms = [torch.randperm(n, generator=g) for n, g in zip(self.sizes, generators)]
         pos = _pad(perms, self.rows.shape[1], self.rows.device)
         y_pos = pos.view(*pos.shape, *[1] * (self.y.dim() - 2)).expand_as(self.y)
+        if self.row_weight is not None:
+            self._weigh_batches(self.row_weight.gather(1, pos))
         return self.rows.gather(1, pos), self.y.gather(1, y_pos)
+
+    def _weigh_batches(self, w):
+        """The epoch's batches with the rows' weights: E of a batch is ``Σ wᵢℓᵢ / Σ wᵢ``,
+        as the net's ``_error``, and counts for ``Σ wᵢ`` in the epoch's mean E."""
+        sizes = torch.tensor(self.sizes, device=w.device)[:, None]
+        w = w * (torch.arange(w.shape[1], device=w.device) < sizes)  # no weight on padding
+        batches, totals = [], []
+        for cols, _, _ in self.batches:
+            total = w[:, cols].sum(1)
+            weight = w[:, cols] / total.clamp_min(1e-12)[:, None]
+            batches.append((cols, weight * (1 - self.lam)[:, None], weight))
+            totals.append(total)
+        self.batches, self.error_counts = batches, totals
 
 
 def _stacked_optimizer(own, model, reg, reg_weights, n_copies):
@@ -168,6 +187,14 @@ def _stacked_optimizer(own, model, reg, reg_weights, n_copies):
     grad = stacked_grad(reg) if reg is not None else None
     optimizer.set_objective(reg, reg_weights, n_copies, grad)
     return optimizer
+
+
+def _row_weights(copies, n_max, device):
+    """Each copy's training rows' weights, (K, n_max), or None when no copy has any."""
+    if all(c.weight is None for c in copies):
+        return None
+    weights = [torch.ones(len(c.rows)) if c.weight is None else c.weight for c in copies]
+    return _pad([w.to(device, torch.float32) for w in weights], n_max, device)
 
 
 def _fast_step(optimizer):
@@ -290,10 +317,10 @@ def _add_penalty_grad(grad, weights, lam):
 def _record_epoch(copies, reg, weights, names, plan, losses, errors, start, training):
     """Write the epoch's history entries of every training copy, as skorch and
     SparsityHistory do."""
-    counts = torch.stack(plan.counts).cpu()
+    counts, error_counts = torch.stack(plan.counts).cpu(), torch.stack(plan.error_counts).cpu()
     losses, errors = torch.stack(losses).cpu().double(), torch.stack(errors).cpu().double()
     mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
-    mean_error = ((errors * counts).sum(0) / counts.sum(0)).tolist()
+    mean_error = ((errors * error_counts).sum(0) / error_counts.sum(0)).tolist()
     error_key = copies[0].net.error_key  # "ce" or "mse"
     penalty = per_copy_penalty(reg, weights).tolist() if reg is not None and weights else None
     nonzero = [torch.count_nonzero(w, dim=tuple(range(1, w.dim()))).tolist() for w in weights]
