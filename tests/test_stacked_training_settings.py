@@ -10,6 +10,7 @@ from sklearn.model_selection import KFold
 
 from skprune import SparseNetClassifier, SparseNetRegressor, lambda_path
 from skprune.engine import fit_stacked
+from skprune.parts._optim import MAdam, min_norm_weight
 from skprune.regularizers import L1
 
 LAMS = [1e-4, 1e-3, 1e-2]
@@ -279,3 +280,18 @@ def test_sample_weight_fit_equals_skorch_loop(data, max_weight_gap, monkeypatch)
     _assert_equal_fits([stacked], [reference], max_weight_gap, ("ce", "valid_loss"))
     unweighted = clone(est).fit(X, y)
     assert max_weight_gap([stacked], [unweighted]) > 1e-3  # the weights did change the fit
+
+
+def test_multi_objective_stacked_lambda_is_each_copys_min_norm_weight():
+    torch.manual_seed(0)
+    w = torch.randn(3, 4, 5, requires_grad=False)  # 3 copies of a 4×5 weight
+    b = torch.randn(3, 4)
+    w.grad, b.grad = torch.randn_like(w), torch.randn_like(b)
+    opt = MAdam([w, b], lr=1e-3)
+    omega = torch.sign(w)  # ∂Ω/∂w of ℓ1 (no zero weights here), 0 for the bias
+    opt.set_objective(L1(), [w], n_copies=3)
+    opt.step()
+    for k in range(3):
+        g1 = torch.cat([w.grad[k].flatten(), b.grad[k]])
+        g2 = torch.cat([omega[k].flatten(), torch.zeros(4)])
+        assert float(opt.lambda_history[0][k]) == pytest.approx(min_norm_weight(g1, g2), rel=1e-5)

@@ -47,6 +47,7 @@ CASES = {
         "digits",
     ),  # fmt: skip
     "madam": (dict(MLP, optimizer="madam"), "digits"),
+    "class_weight='balanced'": (dict(MLP, class_weight="balanced"), "digits"),
 }
 
 
