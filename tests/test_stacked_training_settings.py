@@ -148,7 +148,7 @@ def test_settings_fit_trains_stacked(data):
     X, y = data
     est = SparseNetClassifier(
         max_epochs=2, random_state=0, validation_fraction=0.2, early_stopping=True,
-        lr_schedule="sigmoid",
+        lr_schedule="sigmoid", optimizer="mrmsprop", class_weight="balanced",
     )  # fmt: skip
     assert est.fit(X, y).training_loop_ == "stacked"
 
