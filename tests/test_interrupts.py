@@ -313,7 +313,7 @@ def test_fit_stacked_diverging_fallback_restores_every_estimator(small_digits):
 
 def test_train_stackable_leaves_what_it_did_not_fit_as_it_was(small_digits):
     X, y, _ = small_digits
-    ests = [_clf(), _clf(validation_fraction=0.2), _clf(lr=1e30)]  # served, unserved, diverges
+    ests = [_clf(), _clf(callbacks=[Callback()]), _clf(lr=1e30)]  # served, unserved, diverges
     snapshots = [_snapshot(est) for est in ests]
     assert train_stackable(ests, X, y, [None] * 3) == [True, False, False]
     check_is_fitted(ests[0])

@@ -35,6 +35,20 @@ MLP = dict(max_epochs=10, batch_size=32, random_state=0)
 CASES = {
     "l1 (reference)": (dict(MLP), "digits"),
     "vgg (dropout, batch norm)": (dict(MLP, module="vgg", max_epochs=2, batch_size=64), "cifar"),
+    "validation_fraction=0.1": (dict(MLP, validation_fraction=0.1), "digits"),
+    "sigmoid lr + early stopping": (
+        dict(
+            MLP,
+            max_epochs=20,
+            lr_schedule="sigmoid",
+            validation_fraction=0.1,
+            early_stopping=True,
+            n_iter_no_change=3,
+        ),
+        "digits",
+    ),  # fmt: skip
+    "madam": (dict(MLP, optimizer="madam"), "digits"),
+    "class_weight='balanced'": (dict(MLP, class_weight="balanced"), "digits"),
 }
 
 

@@ -16,6 +16,12 @@ with :math:`g_1 = ∇E` of the batch (the ``.grad`` that autograd leaves, the
 loss being E alone) and :math:`g_2 = ∇Ω` (the regulariser's analytic ``grad``,
 zero for the weights it does not regularise). The estimator switches the
 penalty off in the loss and hands them Ω through :meth:`set_objective`.
+
+Stacked (:mod:`skprune.training._stack_loop`: K copies of a network, each
+parameter a ``(K, …)`` tensor), ``set_objective(..., n_copies=K)`` makes each
+copy choose its own λ* from its own two gradients: λ* is then a ``(K,)``
+tensor, the update scales each copy's slice by its own weight, and each
+entry of :attr:`~MultiObjectiveOptimizer.lambda_history` holds the K values.
 """
 
 import numpy as np
@@ -113,10 +119,18 @@ class MultiObjectiveOptimizer(torch.optim.Optimizer):
         self.lam = lam
         self.lambda_history = []
         self.regularizer, self.regularized = None, []
+        self.n_copies, self._grad = None, None
 
-    def set_objective(self, regularizer, weights):
-        """Use ``regularizer`` (Ω) of ``weights`` as the second objective."""
+    def set_objective(self, regularizer, weights, n_copies=None, grad=None):
+        """Use ``regularizer`` (Ω) of ``weights`` as the second objective.
+
+        With ``n_copies`` K the parameters are K stacked copies (a leading axis
+        of size K) and each copy gets its own λ*; ``grad`` then gives ∂Ω/∂w of a
+        stacked tensor (default: ``regularizer.gradients``, right for an
+        elementwise Ω).
+        """
         self.regularizer, self.regularized = regularizer, list(weights)
+        self.n_copies, self._grad = n_copies, grad
 
     def _omega_grads(self, params):
         """∇Ω for those of ``params`` that are regularised (dict id -> tensor)."""
@@ -124,11 +138,16 @@ class MultiObjectiveOptimizer(torch.optim.Optimizer):
         weights = [p for p in params if id(p) in regularized]
         if self.regularizer is None or not weights:
             return {}
-        return {id(w): g for w, g in zip(weights, self.regularizer.gradients(weights))}
+        grads = (
+            [self._grad(w) for w in weights] if self._grad else self.regularizer.gradients(weights)
+        )
+        return {id(w): g for w, g in zip(weights, grads)}
 
     def _choose_lambda(self, params, omega):
         """λ* of eq. (15) over the whole weight vector (g₂ = 0 off Ω's weights)."""
         device = params[0].device
+        if self.n_copies is not None:
+            return self._choose_lambdas(params, omega)
         if self.lam is not None or not omega:
             return torch.tensor(self.lam or 0.0, device=device)
         g1 = [p.grad for p in params]
@@ -137,6 +156,20 @@ class MultiObjectiveOptimizer(torch.optim.Optimizer):
         g12 = sum(torch.dot(a, b) for a, b in pairs)
         g22 = sum(torch.dot(b, b) for _, b in pairs)
         return _min_norm_from_dots(g11, g12, g22).to(device=device, dtype=g1[0].dtype)
+
+    def _choose_lambdas(self, params, omega):
+        """λ* of eq. (15) of each of the K stacked copies, (K,): its own two gradients."""
+        device, dtype = params[0].device, params[0].grad.dtype
+        if self.lam is not None or not omega:
+            return torch.full((self.n_copies,), self.lam or 0.0, device=device, dtype=dtype)
+
+        def dot(a, b):  # per copy, over one tensor's other axes
+            return (a.flatten(1) * b.flatten(1)).sum(1)
+
+        g11 = sum(dot(p.grad, p.grad) for p in params)
+        g12 = sum(dot(p.grad, omega[id(p)]) for p in params if id(p) in omega)
+        g22 = sum(dot(omega[id(p)], omega[id(p)]) for p in params if id(p) in omega)
+        return _min_norm_from_dots(g11, g12, g22).to(device=device, dtype=dtype)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -202,9 +235,15 @@ class SMGD(MultiObjectiveOptimizer):
         super().__init__(params, {"lr": lr, "momentum": momentum}, lam=lam)
 
     def _update(self, group, params, omega, lam):
-        direction = torch._foreach_mul([p.grad for p in params], 1 - lam)
+        if lam.dim():  # stacked copies: each its own λ*, one tensor at a time
+            direction = [p.grad * (1 - _per_copy(lam, p)) for p in params]
+            for p, d in zip(params, direction):
+                if id(p) in omega:
+                    d.addcmul_(omega[id(p)], _per_copy(lam, p))
+        else:
+            direction = torch._foreach_mul([p.grad for p in params], 1 - lam)
         reg = [(d, omega[id(p)]) for p, d in zip(params, direction) if id(p) in omega]
-        if reg:
+        if reg and not lam.dim():
             torch._foreach_add_([d for d, _ in reg], torch._foreach_mul([g for _, g in reg], lam))
         if group["momentum"]:
             states = _objective_state(self, params, "", ["momentum_buffer"])
@@ -232,6 +271,11 @@ class _PerObjectiveMoments(MultiObjectiveOptimizer):
     def _objective_step(self, group, params, grads, suffix, weight):
         """``w -= lr · weight · direction_j``, updating objective j's moments."""
         raise NotImplementedError
+
+
+def _per_copy(weight, p):
+    """A weight per copy (K,) shaped to broadcast over a stacked tensor ``p`` (K, …)."""
+    return weight.view(-1, *[1] * (p.dim() - 1))
 
 
 def _has_fused_adam(device):
@@ -271,6 +315,8 @@ class MAdam(_PerObjectiveMoments):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps}, lam=lam)
 
     def _objective_step(self, group, params, grads, suffix, weight):
+        if weight.dim():  # stacked copies: a rate per copy, which no kernel of torch takes
+            return self._per_copy_step(group, params, grads, suffix, weight)
         # The fused kernel takes the rate as a tensor: λ needs no host sync.
         fused = _has_fused_adam(params[0].device)
         keys = ("exp_avg", "exp_avg_sq")
@@ -280,6 +326,20 @@ class MAdam(_PerObjectiveMoments):
         adam(params, grads, m, v, [], steps, fused=fused, foreach=False, amsgrad=False,
              beta1=beta1, beta2=beta2, lr=group["lr"] * weight, weight_decay=0.0,
              eps=group["eps"], maximize=False)  # fmt: skip
+
+    def _per_copy_step(self, group, params, grads, suffix, weight):
+        """Adam's step (the fused kernel's arithmetic) with copy k's rate ``lr · weight[k]``."""
+        keys = ("exp_avg", "exp_avg_sq")
+        states = _objective_state(self, params, suffix, keys, "param")
+        beta1, beta2 = group["betas"]
+        for p, g, state in zip(params, grads, states):
+            m, v, step = (state[key + suffix] for key in (*keys, "step"))
+            step += 1
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / (1 - beta2**step).sqrt()).add_(group["eps"])
+            rate = _per_copy(weight, p) * (group["lr"] / (1 - beta1**step))
+            p.addcdiv_(m * rate, denom, value=-1)
 
 
 class MRMSProp(_PerObjectiveMoments):
@@ -318,8 +378,11 @@ class MRMSProp(_PerObjectiveMoments):
         torch._foreach_addcmul_(v, grads, grads, 1 - alpha)
         denom = torch._foreach_sqrt(v)
         torch._foreach_add_(denom, group["eps"])
-        # λ stays a tensor (no host sync): it is folded into the scaled gradient.
-        torch._foreach_addcdiv_(params, torch._foreach_mul(grads, -group["lr"] * weight), denom)
+        if weight.dim():  # stacked copies: each its own weight
+            scaled = [g * (_per_copy(weight, p) * -group["lr"]) for p, g in zip(params, grads)]
+        else:  # λ stays a tensor (no host sync): it is folded into the scaled gradient.
+            scaled = torch._foreach_mul(grads, -group["lr"] * weight)
+        torch._foreach_addcdiv_(params, scaled, denom)
 
 
 def lambda_history(optimizer):
@@ -344,3 +407,26 @@ class LambdaHistory(Callback):
         self.seen_ += len(lambdas)
         mean = float(torch.stack(lambdas).double().mean()) if lambdas else float("nan")
         net.history.record("lambda", mean)
+
+    # -- stacked: the optimiser's entries are (K,), one λ* per copy -----------------
+
+    def stack_begin(self, stack):
+        self.seen_ = 0
+        stack.state["lambda"] = [0] * stack.n_copies  # the steps each copy has trained
+
+    def stack_epoch_end(self, stack):
+        """Each copy's mean λ* of the epoch."""
+        lambdas = stack.optimizer.lambda_history[self.seen_ :]
+        self.seen_ += len(lambdas)
+        steps = stack.state["lambda"]
+        for k, training in enumerate(stack.training):
+            steps[k] += len(lambdas) if training else 0
+        mean = torch.stack(lambdas).double().mean(0).tolist() if lambdas else None
+        stack.records["lambda"] = mean or [float("nan")] * stack.n_copies
+
+    def stack_end(self, stack):
+        """Each copy's own optimiser gets its λ* of the steps it trained."""
+        lambdas = stack.optimizer.lambda_history
+        for k, (c, steps) in enumerate(zip(stack.copies, stack.state["lambda"])):
+            c.net.optimizer_.lambda_history = [lam[k] for lam in lambdas[:steps]]
+            dict(c.net.callbacks_)["lambda"].seen_ = steps

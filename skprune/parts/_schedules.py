@@ -98,6 +98,21 @@ class SigmoidLR(Part, Callback):
             group["lr"] = lr
         net.history.record("lr", lr)
 
+    def stack_epoch_begin(self, stack):
+        """Stacked: the same rate for every copy (κ the stack's epoch), recorded per copy."""
+        max_epochs = stack.copies[0].net.max_epochs
+        lr = sigmoid_lr(stack.epoch, max_epochs, self.lr_start, self.lr_end)
+        for group in stack.optimizer.param_groups:
+            group["lr"] = lr
+        stack.records["lr"] = [lr] * stack.n_copies
+
+    def stack_end(self, stack):
+        """Each copy's optimiser ends at the rate of its own last epoch (one that
+        stopped early: of the epoch it stopped after)."""
+        for c in stack.copies:
+            for group in c.net.optimizer_.param_groups:
+                group["lr"] = c.net.history[-1, "lr"]
+
 
 def resolve_lr(estimator):
     """The starting rate: ``lr``, or for ``lr="auto"`` one its ``optimizer`` trains at.

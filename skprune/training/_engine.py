@@ -46,17 +46,21 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
+from skorch.callbacks import Callback
 from torch import nn
 
 from ..models import BUILTIN_MODULES
+from ..parts._optim import SMGD, MAdam, MRMSProp
 from ..parts._pruning import Pruner, ThresholdPruning
 from ..parts._regularizers import Regularizer
+from ..parts._schedules import make_lr_schedule
 from ._atomic import all_or_nothing, unfinished_restored
 from ._data import cuda_indices
 from ._folds import is_rows, stack_folds
 from ._stack_hooks import STACK_HOOKS, missing_stack_hooks
 from ._stack_loop import train_stack
 from ._stacked import error_grad, global_rng_state, needs_equal_rows, unstackable
+from ._stopping import stopping_callbacks
 from ._threads import flush_denormals, seeded_rng, step_work, torch_threads
 
 __all__ = [
@@ -72,7 +76,7 @@ __all__ = [
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
 
 
-def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
+def unstackable_reason(estimator, parts=None, module=None):
     """Why the engine cannot train ``estimator`` (a sentence), or None if it can.
 
     The one guard: ``fit``, :func:`lambda_path`, :func:`fit_stacked` and the
@@ -84,12 +88,12 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
     :class:`~skprune.SparseNetRegressor` with a regularizer that enters the
     loss with an analytic ``grad`` (ℓ1, ℓ2, ℓ0, ℓ2+ℓ0 and subclasses that
     implement ``grad``) or None; threshold pruning (``"auto"``, ``"batch"``,
-    ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam or RMSprop;
-    no ``lr_schedule``, validation split, early stopping, extra callbacks,
-    ``class_weight`` or sample weights; a module whose only layers that
-    draw random numbers in training are ``nn.Dropout`` (batch norm stacks
-    too). ``parts``, ``module`` and ``sample_weight`` are the fit's
-    built parts, built module and combined sample weights, when known (else
+    ``"epoch"``, ``"after"``) or None; the optimizer SGD, Adam, RMSprop, SMGD,
+    MAdam or MRMSProp; ``lr_schedule``, ``validation_fraction``,
+    ``early_stopping``, ``class_weight`` and sample weights; no extra
+    callbacks; a module whose only layers that draw random numbers in training
+    are ``nn.Dropout`` (batch norm stacks too). ``parts`` and
+    ``module`` are the fit's built parts and built module, when known (else
     the parts are built, and a module named by a string or an instance is
     built on the ``meta`` device, from the estimator's settings).
 
@@ -109,17 +113,17 @@ def unstackable_reason(estimator, parts=None, module=None, sample_weight=None):
         or _regularizer_reason(estimator, regularizer)
         or _pruner_reason(estimator, pruner)
         or _settings_reason(estimator)
-        or ("sample_weight gives the rows unequal weights" if sample_weight is not None else None)
         or _module_reason(estimator, module)
     )
 
 
 def _optimizer_reason(estimator, optimizer):
-    if issubclass(optimizer, _OPTIMIZERS):
+    # The multi-objective ones by class: their stacked step (a λ* per copy) is their own.
+    if issubclass(optimizer, _OPTIMIZERS) or optimizer in (SMGD, MAdam, MRMSProp):
         return None
     spec = estimator.optimizer
     label = f"optimizer={spec!r}" if isinstance(spec, str) else f"optimizer {optimizer.__name__}"
-    return f"{label} is not SGD, Adam or RMSprop"
+    return f"{label} is not SGD, Adam, RMSprop, SMGD, MAdam or MRMSProp"
 
 
 def _regularizer_reason(estimator, reg):
@@ -156,14 +160,17 @@ def _part_lacks(part, base):
 
 def _settings_reason(estimator):
     checks = {
-        "lr_schedule": estimator.lr_schedule is None,
-        "validation_fraction": not estimator.validation_fraction,
         "callbacks": not estimator.callbacks,
-        "early_stopping": not getattr(estimator, "early_stopping", False),
-        "class_weight": getattr(estimator, "class_weight", None) is None,
     }
     bad = [name for name, ok in checks.items() if not ok]
-    return f"{bad[0]}={getattr(estimator, bad[0])!r} is set" if bad else None
+    if bad:
+        return f"{bad[0]}={getattr(estimator, bad[0])!r} is set"
+    stopping = [cb for name, cb in stopping_callbacks(estimator) if name == "early_stopping"]
+    for callback in (*make_lr_schedule(estimator), *stopping):
+        what = _part_lacks(callback, Callback)
+        if what is not None:
+            return f"{callback!r} is not stackable: {what}"
+    return None
 
 
 def _module_reason(estimator, module):
@@ -215,6 +222,14 @@ class _Copy:
     error: Exception = None
     #: torch's global generator state where the separate fit starts training (Stack.rngs).
     rng_state: torch.Tensor = None
+    #: Held-out rows (``validation_fraction > 0``; else None), indices into ``valid_X``,
+    #: and their targets: the rows ``estimator._split`` holds out with the copy's seed.
+    valid_rows: torch.Tensor = None
+    valid_y: torch.Tensor = None
+    #: The tensor ``valid_rows`` index into; None: the stack's ``X`` (as ``rows``).
+    valid_X: object = None
+    #: Each training row's weight in E (sample_weight × class_weight), or None: all equal.
+    weight: torch.Tensor = None
 
     def __post_init__(self):
         # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
@@ -417,11 +432,16 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
     if epochs is not None or len(net.history):
         return False
     parts = _net_parts(net)
-    if unstackable_reason(estimator, parts, net.module_, weight):
+    if unstackable_reason(estimator, parts, net.module_):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
     copy.rng_state = global_rng_state(X.device)  # fit trains under seeded_rng: its state now
+    copy.weight = weight
+    valid = getattr(net.train_split, "keywords", {}).get("valid_ds")
+    if valid is not None:  # fit's held-out rows (predefined_split), a tensor of their own
+        copy.valid_X, copy.valid_y = valid.X, valid.y
+        copy.valid_rows = torch.arange(len(valid.y), device=valid.y.device)
     train_stack([copy], X)
     if copy.error is not None:
         raise copy.error
@@ -443,18 +463,29 @@ def _prepare(est, X, y, rows):
     """Check, seed and build ``est.net_`` as ``fit`` does; None if unstackable."""
     est._validate_params()  # what fit's _fit_context runs; the rest is fit's own start
     Xv, yv, weight, device, parts = est._checked_fit(*_rows(X, y, rows), None)
-    if unstackable_reason(est, parts, sample_weight=weight):
+    if unstackable_reason(est, parts):
         return None  # decided before the seed is drawn: est.fit draws it afresh
     seed = est._fit_seed()
-    (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
+    # The split of fit itself, with positions riding along as the rows' weights.
+    positions = np.arange(len(yv), dtype=np.float64)
+    (X_train, y_train, train_pos), valid = est._split(Xv, yv, positions, seed, device)
     with seeded_rng(seed, cuda_indices(device)):
-        est._checked_net(device, parts, seed, None, X_train)
+        est._checked_net(device, parts, seed, valid, X_train)
         rng_state = global_rng_state(device)
-    if unstackable_reason(est, parts, est.net_.module_, weight):
+    if unstackable_reason(est, parts, est.net_.module_):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
-    copy = _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+    train_pos = train_pos.cpu().long()
+    copy = _Copy(est, est.net_, index[train_pos].to(device), y_train, est.lam, seed, parts[1])
     copy.rng_state = rng_state
+    if weight is not None:  # the class and sample weights of the training rows
+        copy.weight = torch.as_tensor(weight[train_pos.numpy()]).to(device)
+    if valid is not None:
+        held_out = torch.ones(len(yv), dtype=torch.bool)
+        held_out[train_pos] = False
+        valid_pos = held_out.nonzero().squeeze(1)  # the held-out rows, in the data's order
+        copy.valid_rows = index[valid_pos].to(device)
+        copy.valid_y = torch.as_tensor(yv[valid_pos.numpy()]).to(device)
     return copy
 
 

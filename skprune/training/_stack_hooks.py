@@ -24,6 +24,11 @@ skorch hook            stack hook (called with the :class:`Stack`)
                        are written back to the copies' nets
 =====================  ========================================================
 
+With ``validation_fraction > 0`` each copy holds out the rows its separate
+fit holds out; :meth:`Stack.valid_error` gives every copy's error E on them
+with the current weights (what skorch records as ``valid_loss``). A part
+records per-copy history entries through :attr:`Stack.records`.
+
 A part trains stacked when, for every skorch hook its class overrides beyond
 its base class, it also defines the matching stack hook
 (:func:`missing_stack_hooks`); else the fit trains through skorch's loop and
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["STACK_HOOKS", "Stack", "missing_stack_hooks", "call_stack_hook"]
+__all__ = ["STACK_HOOKS", "Stack", "missing_stack_hooks", "stack_parts", "call_stack_hook"]
 
 #: skorch's hook -> the stack hook a part defines to be called in its place.
 STACK_HOOKS = {
@@ -81,6 +86,19 @@ class Stack:
         samples in training, draw from. A part that samples draws copy k's
         numbers from ``rngs[k]``, in the order the separate fit draws them.
         None when a copy's start state is unknown.
+    valid : ValidRows or None
+        The copies' validation rows (``validation_fraction > 0``), else None;
+        see :meth:`valid_error`.
+    training : list of bool
+        Whether each copy still trains. A part that ends a copy's training
+        (early stopping, in ``stack_epoch_begin``) sets its entry to False:
+        from then on the copy's weights stay as they are, it gets no more
+        history rows, and the stack ends when no copy trains.
+    records : dict
+        The epoch's history entries of each copy beyond the loop's own: a part
+        that records ``key`` sets ``records[key]`` to K values (one per copy)
+        before the epoch's rows are written (by ``stack_epoch_end``); the
+        loop writes them into each copy's row and empties the dict.
     """
 
     copies: list
@@ -93,6 +111,12 @@ class Stack:
     epoch: int = 0
     state: dict = field(default_factory=dict)
     rngs: list = None
+    valid: object = None
+    records: dict = field(default_factory=dict)
+    training: list = field(init=False)
+
+    def __post_init__(self):
+        self.training = [True] * len(self.copies)
 
     @property
     def n_copies(self):
@@ -101,6 +125,25 @@ class Stack:
     def lam_as(self, w):
         """λ of each copy, shaped ``(K, 1, …, 1)`` to broadcast over ``w``."""
         return self.lam.view(-1, *[1] * (w.dim() - 1))
+
+    def valid_error(self):
+        """Each copy's error E on its own validation rows, (K,), with the current weights.
+
+        E is the mean cross-entropy or squared error over the copy's rows, without
+        Ω: skorch's ``valid_loss``. The rows are those the copy's separate fit
+        holds out (``estimator._split`` with the copy's seed).
+
+        Raises
+        ------
+        ValueError
+            If the copies hold out no rows (``validation_fraction`` is 0).
+        """
+        if self.valid is None:
+            raise ValueError(
+                "Stack.valid_error needs validation rows; the estimators' "
+                "'validation_fraction' parameter is 0."
+            )
+        return self.valid.error(self.model)
 
 
 def missing_stack_hooks(part, base):
@@ -137,6 +180,13 @@ def missing_stack_hooks(part, base):
         if not stands_in or stands_in[0] > defines[0]:
             missing.append(stack_hook)
     return missing
+
+
+def stack_parts(net):
+    """The net's callbacks that define a stack hook (parts, schedules, early
+    stopping), in the order skorch's loop calls them."""
+    hooks = STACK_HOOKS.values()
+    return [cb for _, cb in net.callbacks_ if any(hasattr(cb, h) for h in hooks)]
 
 
 def call_stack_hook(parts, hook, stack):

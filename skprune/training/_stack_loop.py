@@ -13,9 +13,12 @@ import time
 
 import torch
 
+from ..parts._optim import MultiObjectiveOptimizer
 from ..parts._regularizers import ElementwiseRegularizer
-from ._stack_hooks import Stack, call_stack_hook
+from ._stack_hooks import Stack, call_stack_hook, stack_parts
+from ._stack_valid import ValidRows
 from ._stacked import copy_generators, error_grad, stack_modules
+from ._stopping import FrozenCopies
 from ._threads import step_work, torch_threads
 
 #: torch's fused Adam kernel, a private function (``None``: every step is ``optimizer.step``).
@@ -51,14 +54,21 @@ def _train_stack(copies, X):
     reg_weights = [model.params[name] for name in reg_names]
     device = X.device
     lam = torch.tensor([float(c.lam) for c in copies], device=device)
+    # Reiners §3.2: a multi-objective optimiser takes E as the loss and Ω apart.
+    multi = isinstance(net.optimizer_, MultiObjectiveOptimizer)
     penalized = reg is not None and reg.in_loss and bool(reg_weights) and bool((lam > 0).any())
+    penalized = penalized and not multi
     reg_grad = stacked_grad(reg) if penalized else None
     # The net's own optimiser class and settings (fused Adam on the CPU included).
-    optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
+    optimizer = _stacked_optimizer(net.optimizer_, model, reg, reg_weights, len(copies))
     step = _fast_step(optimizer)
     stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X, rngs=rngs)
-    parts = [p for p in (reg, copies[0].pruner) if p is not None]
-    plan = _BatchPlan(copies, est.batch_size, lam)
+    if copies[0].valid_rows is not None:  # validation_fraction > 0: each copy's held-out rows
+        X_valid = X if copies[0].valid_X is None else copies[0].valid_X
+        stack.valid = ValidRows(copies, X_valid, rows_error, est.batch_size)
+    parts = stack_parts(net)  # regularizer, pruner, schedule, early stopping: skorch's order
+    frozen = FrozenCopies(stack)  # copies that stopped early keep their weights
+    plan = _BatchPlan(copies, est.batch_size, torch.zeros_like(lam) if multi else lam)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
     call_stack_hook(parts, "stack_begin", stack)
@@ -66,6 +76,8 @@ def _train_stack(copies, X):
         stack.epoch = epoch
         start = time.perf_counter()
         call_stack_hook(parts, "stack_epoch_begin", stack)
+        if not frozen.update():
+            break
         idx, targets = plan.epoch_order(generators)
         losses, errors = [], []
         for cols, scale, weight in plan.batches:
@@ -85,17 +97,22 @@ def _train_stack(copies, X):
                 _add_penalty_grad(reg_grad, reg_weights, lam)
             call_stack_hook(parts, "stack_grad", stack)
             step()
+            frozen.hold()
             call_stack_hook(parts, "stack_batch_end", stack)
             losses.append(loss)
             errors.append(error)
+        if stack.valid is not None:  # skorch's validation step, before on_epoch_end
+            stack.records.update(stack.valid.records(model))
         call_stack_hook(parts, "stack_epoch_end", stack)
-        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
-        if _check_divergence(copies, model):
+        training = stack.training
+        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start, training)
+        _record_parts(copies, stack.records, training)
+        if _check_divergence(copies, model, training):
             break
         if est.verbose:
             _print_progress(copies)
     call_stack_hook(parts, "stack_end", stack)
-    _write_back(copies, model, optimizer)
+    _write_back(copies, model, optimizer, frozen.states)
     return [k for k, c in enumerate(copies) if c.error is not None]
 
 
@@ -121,6 +138,8 @@ class _BatchPlan:
         self.y = _pad([c.y for c in copies], n_max, device)
         ragged = len(set(self.sizes)) > 1
         self.batches, self.counts = [], []
+        self.lam = lam
+        self.row_weight = _row_weights(copies, n_max, device)
         for start in range(0, n_max, batch_size):
             stop = min(start + batch_size, n_max)
             counts = (sizes - start).clamp(0, batch_size).to(device, torch.float32)
@@ -131,6 +150,8 @@ class _BatchPlan:
                 weight, scale = valid / counts[:, None], scale * valid
             self.batches.append((slice(start, stop), scale, weight))
             self.counts.append(counts)
+        #: What each batch's E counts for in the epoch's mean E: its rows, or its rows' weights.
+        self.error_counts = self.counts
 
     def epoch_order(self, generators):
         """``(row indices (K, n_max), targets (K, n_max, …))``: the epoch's batches side by side."""
@@ -140,7 +161,41 @@ class _BatchPlan:
             perms = [torch.randperm(n, generator=g) for n, g in zip(self.sizes, generators)]
         pos = _pad(perms, self.rows.shape[1], self.rows.device)
         y_pos = pos.view(*pos.shape, *[1] * (self.y.dim() - 2)).expand_as(self.y)
+        if self.row_weight is not None:
+            self._weigh_batches(self.row_weight.gather(1, pos))
         return self.rows.gather(1, pos), self.y.gather(1, y_pos)
+
+    def _weigh_batches(self, w):
+        """The epoch's batches with the rows' weights: E of a batch is ``Σ wᵢℓᵢ / Σ wᵢ``,
+        as the net's ``_error``, and counts for ``Σ wᵢ`` in the epoch's mean E."""
+        sizes = torch.tensor(self.sizes, device=w.device)[:, None]
+        w = w * (torch.arange(w.shape[1], device=w.device) < sizes)  # no weight on padding
+        batches, totals = [], []
+        for cols, _, _ in self.batches:
+            total = w[:, cols].sum(1)
+            weight = w[:, cols] / total.clamp_min(1e-12)[:, None]
+            batches.append((cols, weight * (1 - self.lam)[:, None], weight))
+            totals.append(total)
+        self.batches, self.error_counts = batches, totals
+
+
+def _stacked_optimizer(own, model, reg, reg_weights, n_copies):
+    """The net's optimiser class and settings over the stacked parameters; a
+    multi-objective one gets Ω of the stacked weights, and a λ* per copy."""
+    if not isinstance(own, MultiObjectiveOptimizer):
+        return type(own)(list(model.params.values()), **own.defaults)
+    optimizer = type(own)(list(model.params.values()), **own.defaults, lam=own.lam)
+    grad = stacked_grad(reg) if reg is not None else None
+    optimizer.set_objective(reg, reg_weights, n_copies, grad)
+    return optimizer
+
+
+def _row_weights(copies, n_max, device):
+    """Each copy's training rows' weights, (K, n_max), or None when no copy has any."""
+    if all(c.weight is None for c in copies):
+        return None
+    weights = [torch.ones(len(c.rows)) if c.weight is None else c.weight for c in copies]
+    return _pad([w.to(device, torch.float32) for w in weights], n_max, device)
 
 
 def _fast_step(optimizer):
@@ -184,6 +239,7 @@ def _fast_step(optimizer):
             return
         steps = [state[p]["step"] for p in params]
         torch._foreach_add_(steps, 1)
+        options["lr"] = group["lr"]  # a schedule may have set it
         _FUSED_ADAM(
             params,
             [p.grad for p in params],
@@ -198,8 +254,9 @@ def _fast_step(optimizer):
 
 
 @torch.no_grad()
-def _check_divergence(copies, model):
-    """Each copy's DivergenceCheck on its epoch; True once every copy has diverged.
+def _check_divergence(copies, model, training):
+    """Each training copy's DivergenceCheck on its epoch; True once every copy has
+    diverged or stopped.
 
     The check is the one skorch's loop calls (one definition of divergence);
     only whether the copy's weights are finite is computed here, for all at once.
@@ -208,12 +265,12 @@ def _check_divergence(copies, model):
     for p in model.params.values():
         finite &= torch.isfinite(p).flatten(1).all(1).cpu()
     for k, c in enumerate(copies):
-        if c.error is None:
+        if c.error is None and training[k]:
             try:
                 c.divergence.check(c.net, weights_finite=bool(finite[k]))
             except FloatingPointError as error:
                 c.error = error
-    return all(c.error is not None for c in copies)
+    return all(c.error is not None or not t for c, t in zip(copies, training))
 
 
 def _pad(tensors, length, device):
@@ -258,12 +315,13 @@ def _add_penalty_grad(grad, weights, lam):
 
 
 @torch.no_grad()
-def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
-    """Write the epoch's history entries of every copy, as skorch and SparsityHistory do."""
-    counts = torch.stack(plan.counts).cpu()
+def _record_epoch(copies, reg, weights, names, plan, losses, errors, start, training):
+    """Write the epoch's history entries of every training copy, as skorch and
+    SparsityHistory do."""
+    counts, error_counts = torch.stack(plan.counts).cpu(), torch.stack(plan.error_counts).cpu()
     losses, errors = torch.stack(losses).cpu().double(), torch.stack(errors).cpu().double()
     mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
-    mean_error = ((errors * counts).sum(0) / counts.sum(0)).tolist()
+    mean_error = ((errors * error_counts).sum(0) / error_counts.sum(0)).tolist()
     error_key = copies[0].net.error_key  # "ce" or "mse"
     penalty = per_copy_penalty(reg, weights).tolist() if reg is not None and weights else None
     nonzero = [torch.count_nonzero(w, dim=tuple(range(1, w.dim()))).tolist() for w in weights]
@@ -271,6 +329,8 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
     dur = time.perf_counter() - start
     batch_losses, batch_counts = losses.T.tolist(), counts.T.tolist()
     for k, c in enumerate(copies):
+        if not training[k]:
+            continue
         history = c.net.history
         history.new_epoch()
         history.record("epoch", len(history))
@@ -294,6 +354,22 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
         }
         for key, value in record.items():
             history.record(key, value)
+
+
+def _record_parts(copies, records, training):
+    """Write the epoch's entries that are not the loop's own (:attr:`Stack.records`):
+    the validation scores, those of the parts; then empty ``records``."""
+    valid_batches = records.pop("valid_batches", None)
+    for k, c in enumerate(copies):
+        if not training[k]:
+            continue
+        if valid_batches is not None:  # after the training batches, as skorch's loop
+            c.net.history[-1]["batches"] += [
+                {"valid_loss": loss, "valid_batch_size": size} for loss, size in valid_batches[k]
+            ]
+        for key, values in records.items():
+            c.net.history.record(key, values[k])
+    records.clear()
 
 
 def _print_progress(copies):
@@ -320,9 +396,10 @@ def names_of(param_names):
 
 
 @torch.no_grad()
-def _write_back(copies, model, optimizer):
+def _write_back(copies, model, optimizer, stopped=None):
     """Copy each copy's slice of the stacked weights, buffers (a batch norm's running
-    statistics) and optimiser state to its net."""
+    statistics) and optimiser state to its net;
+    ``stopped``: copy index -> its optimiser state (by name) of when it stopped."""
     for k, c in enumerate(copies):
         own_buffers = dict(c.net.module_.named_buffers())
         for name, stacked in model.buffers.items():
@@ -331,7 +408,10 @@ def _write_back(copies, model, optimizer):
         for name, stacked in model.params.items():
             own[name].copy_(stacked[k])
             state = optimizer.state.get(stacked)
-            if state:
+            if stopped and k in stopped:
+                if stopped[k][name]:
+                    c.net.optimizer_.state[own[name]] = stopped[k][name]
+            elif state:
                 c.net.optimizer_.state[own[name]] = {
                     key: _slice(value, stacked, k) for key, value in state.items()
                 }

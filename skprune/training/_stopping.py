@@ -5,6 +5,11 @@ With ``early_stopping=True`` the estimator scores the held-out
 regressor), stops once the score has not improved by at least ``tol`` for
 ``n_iter_no_change`` epochs in a row, and restores the weights of the best
 epoch.
+
+Stacked (:mod:`skprune.training._stack_hooks`), each copy of a stack scores
+its own validation rows and stops on its own: a copy that stops is taken out
+of ``Stack.training`` and keeps its weights (:class:`FrozenCopies`) while the
+others train on; the stack ends when every copy has stopped.
 """
 
 import copy
@@ -15,7 +20,7 @@ from skorch.callbacks import Callback
 
 from ..parts._pruning import module_state, stop_before_epoch
 
-__all__ = ["EarlyStopping", "check_stopping", "stopping_callbacks"]
+__all__ = ["EarlyStopping", "FrozenCopies", "check_stopping", "stopping_callbacks"]
 
 
 class EarlyStopping(Callback):
@@ -63,6 +68,112 @@ class EarlyStopping(Callback):
         if self.best_state_ is not None:
             net.module_.load_state_dict(self.best_state_)
             self.best_state_ = None  # a copy of the network: not kept in the fitted estimator
+
+    # -- stacked: the same rules for each copy, state with a leading copy axis ----------
+
+    def stack_begin(self, stack):
+        K = stack.n_copies
+        stack.state["early_stopping"] = {
+            "scores": [[] for _ in range(K)],
+            "best_score": [-math.inf] * K,
+            "wait": [0] * K,
+            "best": None,  # {name: (K, …)} the best epoch's weights of each copy
+            "has_best": torch.zeros(K, dtype=torch.bool),
+        }
+
+    def stack_epoch_begin(self, stack):
+        own = stack.state["early_stopping"]
+        for k, wait in enumerate(own["wait"]):
+            if wait >= self.n_iter_no_change:
+                stack.training[k] = False  # as stop_before_epoch: no row for this epoch
+
+    @torch.no_grad()
+    def stack_epoch_end(self, stack):
+        own = stack.state["early_stopping"]
+        improved = torch.zeros(stack.n_copies, dtype=torch.bool)
+        for k, score in enumerate(stack.records[self.score_key]):
+            if not stack.training[k]:
+                continue
+            own["scores"][k].append(float(score))
+            no_gain = score < own["best_score"][k] + self.tol
+            own["wait"][k] = own["wait"][k] + 1 if no_gain else 0
+            if score > own["best_score"][k]:
+                own["best_score"][k], improved[k] = float(score), True
+        if improved.any():
+            params = stack.model.params
+            if own["best"] is None:
+                own["best"] = {name: p.detach().clone() for name, p in params.items()}
+            else:
+                _where_copies(improved, params, own["best"], own["best"])
+            own["has_best"] |= improved
+
+    @torch.no_grad()
+    def stack_end(self, stack):
+        own = stack.state["early_stopping"]
+        if own["best"] is not None:  # each copy back at its best epoch
+            _where_copies(own["has_best"], own["best"], stack.model.params, stack.model.params)
+        for k, c in enumerate(stack.copies):
+            mine = dict(c.net.callbacks_)["early_stopping"]
+            mine.scores_, mine.best_score_ = own["scores"][k], own["best_score"][k]
+            mine.wait_, mine.best_state_ = own["wait"][k], None
+
+
+def _where_copies(mask, new, old, out):
+    """``out[name][k] = new[name][k]`` where ``mask[k]``, else ``old[name][k]``, in place."""
+    for name, o in out.items():
+        m = mask.to(o.device).view(-1, *[1] * (o.dim() - 1))
+        o.copy_(torch.where(m, new[name], old[name]))
+
+
+class FrozenCopies:
+    """Holds still the copies of a stack that stopped training (``Stack.training``).
+
+    The stacked optimiser moves every copy; after each step :meth:`hold` puts
+    the stopped copies' weights back as they were when they stopped, and
+    :attr:`states` keeps each one's optimiser state of that moment (its slice,
+    ``{parameter name: {key: value}}``), so that a stopped copy ends as its
+    separate fit, which stopped there.
+    """
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.frozen = torch.zeros(stack.n_copies, dtype=torch.bool)
+        self.weights, self.states = None, {}
+
+    @torch.no_grad()
+    def update(self):
+        """Take note of the copies that have just stopped; True if any copy still trains."""
+        stopped = ~torch.tensor(self.stack.training, dtype=torch.bool)
+        new = stopped & ~self.frozen
+        if new.any():
+            params = self.stack.model.params
+            now = {name: p.detach().clone() for name, p in params.items()}
+            self.weights = now if self.weights is None else self.weights
+            _where_copies(new, now, self.weights, self.weights)
+            for k in new.nonzero().flatten().tolist():
+                self.states[k] = {
+                    name: _state_slice(self.stack.optimizer.state.get(p), p, k)
+                    for name, p in params.items()
+                }
+            self.frozen |= new
+        return not bool(stopped.all())
+
+    @torch.no_grad()
+    def hold(self):
+        """Put the stopped copies' weights back (call after every optimiser step)."""
+        if self.weights is not None:
+            params = self.stack.model.params
+            _where_copies(self.frozen, self.weights, params, params)
+
+
+def _state_slice(state, stacked, k):
+    """Copy k's share of one stacked parameter's optimiser state."""
+    if not state:
+        return None
+    return {
+        key: (v[k] if v.shape == stacked.shape else v).clone() if torch.is_tensor(v) else v
+        for key, v in state.items()
+    }
 
 
 def check_stopping(estimator, pruner, incremental):
