@@ -59,9 +59,9 @@ def test_group_norms_of_conv_filters():
     assert group_norms(w).tolist() == [0.0, 5.0, 0.0]
 
 
-def test_cost_scales_are_multiply_adds_per_weight_over_the_mean():
-    # 2 weights used 10 times each, 6 weights used once: mean (20 + 6) / 8.
-    assert cost_scales([((1, 2), 10), ((3, 2), 1)]) == pytest.approx([10 / 3.25, 1 / 3.25])
+def test_cost_scales_are_multiply_adds_per_weight_over_the_costliest():
+    # weights used 10 times, 4 times and once: the costliest layer weighs 1.
+    assert cost_scales([((1, 2), 10), ((3, 2), 1), ((2, 2), 4)]) == pytest.approx([1, 0.1, 0.4])
 
 
 def test_group_lasso_reads_positions_of_lenet5_layers_at_fit(images):

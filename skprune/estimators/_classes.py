@@ -45,7 +45,7 @@ _PARAMETERS = """\
         λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
         so λ means what it means in the paper.
     pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \
-            "lobster"}, Pruner or None, default="auto"
+            "lobster", "channel", "group"}, Pruner or None, default="auto"
         ``"auto"``: ``"batch"``, or None for a regularizer that prunes itself
         (``"hard_concrete"``).
         Soft threshold pruning with ``threshold`` after every batch, after
@@ -54,7 +54,12 @@ _PARAMETERS = """\
         ``"global"``, ``"layerwise"``, ``"random"``: after ``max_epochs``,
         prune to ``target_density`` and fine-tune ``finetune_epochs`` more
         (Oliveira §4.1). ``"lobster"``: LOBSTER's learning and pruning stages
-        (§4), with ``patience`` and ``loss_tolerance``. An instance of a
+        (§4), with ``patience`` and ``loss_tolerance``. ``"channel"``: after
+        ``max_epochs``, remove the filters and units of smallest ℓ1 norm until
+        the compacted network keeps ``pruning__target_flops`` of the dense
+        multiply-adds, then fine-tune (Li et al. 2017). ``"group"``: as
+        ``"batch"``, but a unit's or filter's weights go together when their
+        root mean square is under ``threshold``. An instance of a
         :class:`~skprune.pruning.Pruner` subclass also works (see
         :doc:`/extending`). A mode's own settings pass as
         ``pruning__name=value`` and take precedence over the estimator
@@ -160,6 +165,16 @@ _FITTED = """\
         Number of regularised weights.
     layer_density_ : dict
         Regularised layer name -> its share of non-zero weights.
+    flops_ : int
+        Multiply-adds per sample of the network as it predicts, compacted:
+        before :meth:`sparsify`, of the form it would make (dead units and
+        channels removed, CSR layers by their non-zeros); after it, of that
+        form (:mod:`skprune.cost`). Counted on access.
+    layer_flops_ : dict
+        Layer name -> its multiply-adds per sample (see ``flops_``).
+    param_bytes_ : int
+        Bytes of the weights and biases that run (float32 before
+        :meth:`sparsify`, then the compacted form's own dtypes).
     objectives_ : tuple of float
         The biobjective point (E, Ω): the mean training error E of the last
         epoch and the regulariser of the final weights.

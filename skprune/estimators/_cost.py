@@ -9,12 +9,14 @@ operation that states its own ``flops`` and ``nbytes`` is taken at its word).
 from sklearn.utils.validation import check_is_fitted
 
 from ..cost import count_cost, form_cost, total_cost, trace_layers
+from ..training._threads import torch_threads
 from ._inference import InferenceNet, inference_form
 from ._sparsify import is_sparsified, use_csr
 
 __all__ = ["CostMixin", "estimator_cost"]
 
 
+@torch_threads()  # one thread: tiny tensors, where more threads only wait on each other
 def estimator_cost(estimator):
     """Layer name -> :class:`~skprune.cost.LayerCost` of the form ``estimator`` predicts with."""
     check_is_fitted(estimator, "net_")

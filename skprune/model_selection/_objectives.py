@@ -21,6 +21,7 @@ from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 
 from ..cost import is_chain, live_units, trace_layers
+from ..training._threads import torch_threads
 from ._candidate import sparse_step
 from ._pareto import find_knee
 from ._strategies import SearchResults
@@ -78,6 +79,7 @@ def _flops(step):
     return step.flops_
 
 
+@torch_threads()  # one thread: tiny tensors
 def n_features_used(step):
     """The number of inputs with a surviving weight: the first layer's live inputs.
 
