@@ -19,7 +19,7 @@ dense LeNet-5: one torch thread, interleaved rounds, the median of the rounds
 (each round the mean of ``--calls`` calls), in wall-clock time.
 
 Run: ``python examples/benchmarks/bench_choose_by_cost.py [--mnist DIR]
-[--rounds R] [--calls C] [--budget B]``.
+[--rounds R] [--calls C] [--budget B] [--recipe channel]``.
 """
 
 import argparse
@@ -45,6 +45,39 @@ def plain_forward(module):
     return run
 
 
+def make_search(args):
+    """The search of issue 22, or with ``--recipe channel`` magnitude channel pruning.
+
+    The channel recipe searches the share of multiply-adds kept
+    (``pruning__target_flops``) instead of λ: filters of smallest ℓ1 norm
+    removed after ``epochs - 3`` epochs, then 3 epochs of fine-tuning (the
+    same 10 epochs in all).
+    """
+    common = {"complexity": "flops", "knee": "tolerance", "tolerance": args.tolerance, "cv": 2}
+    if args.recipe == "channel":
+        est = SparseNetClassifier(
+            module="lenet5",
+            regularizer=None,
+            pruning="channel",
+            pruning__target_flops=0.5,
+            max_epochs=args.epochs - 3,
+            finetune_epochs=3,
+            random_state=0,
+        )
+        grid = [0.2, 0.3, 0.45]
+        return ParetoSearchCV(
+            est, param_name="pruning__target_flops", strategy="grid", lambdas=grid, **common
+        )
+    est = SparseNetClassifier(
+        module="lenet5",
+        regularizer="group_l1",
+        regularized_layers="all",
+        max_epochs=args.epochs,
+        random_state=0,
+    )
+    return ParetoSearchCV(est, search_epochs=5, budget=args.budget, **common)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--mnist", default=None)
@@ -53,6 +86,7 @@ def main(argv=None):
     parser.add_argument("--budget", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--recipe", choices=("group_l1", "channel"), default="group_l1")
     args = parser.parse_args(argv)
     X_train, X_test, y_train, y_test = mnist_10k_split(args.mnist)
 
@@ -61,34 +95,21 @@ def main(argv=None):
         "lenet5", regularizer=None, pruning=None, max_epochs=args.epochs, random_state=0
     ).fit(X_train, y_train)
     dense_acc = dense.score(X_test, y_test)
-    search = ParetoSearchCV(
-        SparseNetClassifier(
-            module="lenet5",
-            regularizer="group_l1",
-            regularized_layers="all",
-            max_epochs=args.epochs,
-            random_state=0,
-        ),
-        complexity="flops",
-        knee="tolerance",
-        tolerance=args.tolerance,
-        cv=2,
-        search_epochs=5,
-        budget=args.budget,
-    ).fit(X_train, y_train)
+    search = make_search(args).fit(X_train, y_train)
     best = search.best_estimator_
     acc = best.score(X_test, y_test)
     print(f"trained in {time.perf_counter() - start:.0f} s")
 
     results = search.cv_results_
-    print("\nλ          cv accuracy  cv flops   front")
-    for i in np.argsort(results["param_lam"].astype(float)):
-        lam, score = float(results["param_lam"][i]), results["mean_test_score"][i]
+    param = f"param_{search.param_name_}"
+    print(f"\n{search.param_name_:10} cv accuracy  cv flops   front")
+    for i in np.argsort(results[param].astype(float)):
+        lam, score = float(results[param][i]), results["mean_test_score"][i]
         flops, front = results["mean_test_flops"][i], results["pareto_optimal"][i]
         knee = " <- knee" if i == search.knee_["cv_index"] else ""
         print(f"{lam:<10.3g} {score:11.4f}  {flops:9.0f}  {str(bool(front)):5}{knee}")
 
-    print(f"\nknee λ = {search.knee_['lam']:.3g}, training loop {best.training_loop_}")
+    print(f"\nknee {search.param_name_} = {search.knee_['lam']:.3g}, loop {best.training_loop_}")
     print(f"test accuracy: chosen {acc:.4f}, dense {dense_acc:.4f}, gap {dense_acc - acc:+.4f}")
     fewer = dense.flops_ / best.flops_
     print(f"flops: chosen {best.flops_} vs dense {dense.flops_} ({fewer:.2f}x fewer)")

@@ -88,6 +88,30 @@ def main(argv=None):
     print(
         f"Spearman(latency, multiply-adds + activations) = {spearmanr(both, latency).statistic:.3f}"
     )
+    if args.plot:
+        plot(models, accuracy, flops, latency, args.plot)
+
+
+def plot(models, accuracy, flops, latency, path):
+    """Test accuracy and latency against the counted multiply-adds, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(flops, accuracy, "o-")
+    for m, f, a in zip(models, flops, accuracy):
+        left.annotate(f"λ={m.lam:.2g}", (f, a), textcoords="offset points", xytext=(4, 4))
+    right.plot(flops, [1e3 * t for t in latency], "s")
+    left.set_ylabel("test accuracy (MNIST-10k)")
+    right.set_ylabel("sparsified predict_proba, 256 images, 1 thread (ms)")
+    for ax in (left, right):
+        ax.set_xlabel("multiply-adds per image (compacted network)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("LeNet-5, regularizer='group_l1', regularized_layers='all'")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
