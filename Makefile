@@ -48,6 +48,8 @@ bench: setup
 	$(PY) examples/benchmarks/knee_search_mnist.py --plot docs/_static/knee_search_mnist.png
 	$(PY) examples/benchmarks/controlled_density.py --plots docs/_static
 	$(PY) examples/benchmarks/bench_deploy.py --plot docs/_static/deploy_latency.png
+	$(PY) examples/benchmarks/bench_cost.py --plot docs/_static/choosing_by_cost.png
+	$(PY) examples/benchmarks/bench_choose_by_cost.py
 	$(PY) examples/benchmarks/bench_vectorize.py
 	$(PY) examples/benchmarks/bench_vectorize.py --regression
 	$(PY) examples/benchmarks/bench_engine.py

@@ -6,7 +6,7 @@ raises a ``ValueError`` naming what the estimator lacks and how to get it.
 
 import numpy as np
 
-from .model_selection._objectives import cv_objectives
+from .model_selection._objectives import complexity_key, complexity_values, cv_objectives
 
 __all__ = [
     "plot_pareto",
@@ -16,6 +16,14 @@ __all__ = [
     "plot_constraint_history",
 ]
 
+_COMPLEXITY_LABELS = {
+    "density": "density (share of non-zero weights)",
+    "omega": "Ω",
+    "flops": "multiply-adds per sample (compacted network)",
+    "latency": "latency of predict_proba (s)",
+    "features": "inputs used",
+    "complexity": "complexity",
+}
 _LOSS_LABELS = {
     None: "validation loss (cross-entropy)",
     "neg_log_loss": "validation loss (cross-entropy)",
@@ -75,8 +83,9 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
     ax : matplotlib Axes
     """
     ax = _axes(ax)
-    loss, density, omega = cv_objectives(search.cv_results_, search.scoring)
-    points = np.column_stack([loss, density if search.complexity == "density" else omega])
+    scoring = getattr(search, "_loss_scoring", search.scoring)
+    loss, _, _ = cv_objectives(search.cv_results_, scoring)
+    points = np.column_stack([loss, complexity_values(search.cv_results_, search.complexity)])
     lam = np.asarray(search.cv_results_[f"param_{search.param_name_}"], dtype=float)
     dominated = ~search.cv_results_["pareto_optimal"]
     front, knee = search.pareto_front_, search.knee_
@@ -86,7 +95,7 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
         )
     ax.plot(front[:, 1], front[:, 0], "o-", color="tab:blue", label="Pareto front")
     ax.plot(
-        knee[search.complexity],
+        knee[complexity_key(search.complexity)],
         knee["loss"],
         "*",
         color="tab:red",
@@ -102,9 +111,9 @@ def plot_pareto(search, ax=None, labels=True, logy=True):
         # Plain numbers rather than powers of ten: the losses span one decade or two.
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
-    complexity = "density (share of non-zero weights)" if search.complexity == "density" else "Ω"
-    ax.set_xlabel(complexity)
-    ax.set_ylabel(_LOSS_LABELS.get(search.scoring, f"loss (-{search.scoring})"))
+    key = complexity_key(search.complexity)
+    ax.set_xlabel(_COMPLEXITY_LABELS.get(key, key))
+    ax.set_ylabel(_LOSS_LABELS.get(scoring, f"loss (-{scoring})"))
     ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     return ax

@@ -34,7 +34,9 @@ SHIMS = {
     "strategies",
 }  # fmt: skip
 SUBPACKAGES = {"estimators", "training", "parts", "model_selection", "deploy"}
-PUBLIC_TOP_LEVEL = {"__init__", "__main__", "models", "datasets", "metrics", "plotting", "cli"}
+PUBLIC_TOP_LEVEL = {
+    "__init__", "__main__", "models", "datasets", "metrics", "cost", "plotting", "cli",
+}  # fmt: skip
 
 
 def _module_name(path):

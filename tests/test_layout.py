@@ -73,6 +73,10 @@ def test_old_public_module_path_is_the_moved_module_itself():
     )
 
 
+#: Modules made after the layout: no file saved before it names their classes.
+NEW_MODULES = {"skprune.parts._group_lasso", "skprune.parts._channel_pruning"}
+
+
 def test_every_listed_class_that_moved_keeps_its_flat_path_in_the_allowlist():
     from skprune.deploy._trusted import Names
 
@@ -80,7 +84,9 @@ def test_every_listed_class_that_moved_keeps_its_flat_path_in_the_allowlist():
     moved = {
         cls
         for path, cls in names.classes.items()
-        if path.startswith("skprune.") and "._" in path  # defined in a subpackage's module
+        if path.startswith("skprune.")
+        and "._" in path  # defined in a subpackage's module
+        and cls.__module__ not in NEW_MODULES
     }
     flat = {cls for path, cls in names.classes.items() if path.count(".") == 2}
     assert moved and moved <= flat

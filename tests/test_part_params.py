@@ -20,6 +20,7 @@ from skprune import ParetoSearchCV, SparseNetClassifier
 from skprune.constrained import HardConcrete
 from skprune.lobster import LOBSTER, LobsterPruning
 from skprune.magnitude import MagnitudePruning, layerwise_magnitude_masks
+from skprune.parts import ChannelPruning, GroupLasso, GroupThresholdPruning
 from skprune.pruning import Pruner, ThresholdPruning
 from skprune.registry import PRUNERS, REGULARIZERS
 from skprune.regularizers import L0, L1, L2, L2L0, Regularizer
@@ -50,6 +51,9 @@ BUILT_INS = {
     ThresholdPruning: ({}, {"when": "epoch"}),
     MagnitudePruning: ({"target_density": 0.5}, {"finetune_epochs": 1}),
     LobsterPruning: ({}, {"patience": 2}),
+    GroupLasso: ({}, {"weighting": None}),
+    GroupThresholdPruning: ({}, {"when": "epoch"}),
+    ChannelPruning: ({"target_flops": 0.5}, {"finetune_epochs": 1}),
     Grid: ({}, {}),
     Dichotomic: ({}, {"per_round": 2}),
     StochasticDichotomic: ({}, {"tol": 0.01}),

@@ -81,8 +81,10 @@ def _parts():
 
     from ..estimators._checks import DivergenceCheck
     from ..models import MLP, LeNet5, VGGLike
+    from ..parts._channel_pruning import ChannelPruning
     from ..parts._constrained import HardConcrete
     from ..parts._gates import HardConcreteGate
+    from ..parts._group_lasso import GroupLasso, GroupThresholdPruning
     from ..parts._lobster import LOBSTER, LobsterPruning
     from ..parts._magnitude import MagnitudePruning
     from ..parts._optim import SMGD, LambdaHistory, MAdam, MRMSProp
@@ -99,8 +101,8 @@ def _parts():
     ]
     return [
         MLP, LeNet5, VGGLike, HardConcreteGate,
-        L1, L2, L0, L2L0, LOBSTER, HardConcrete,
-        ThresholdPruning, MagnitudePruning, LobsterPruning,
+        L1, L2, L0, L2L0, LOBSTER, HardConcrete, GroupLasso,
+        ThresholdPruning, MagnitudePruning, LobsterPruning, ChannelPruning, GroupThresholdPruning,
         SMGD, MAdam, MRMSProp,
         SigmoidLR, LambdaHistory, SparsityHistory, DivergenceCheck, EarlyStopping,
         callbacks.EarlyStopping, callbacks.LRScheduler, callbacks.GradientNormClipping,

@@ -27,14 +27,17 @@ _PARAMETERS = """\
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, \
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete", "group_l1"}, \
             Regularizer or None, default="l1"
         Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
         smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
         (eq. 15), ``"lobster"`` LOBSTER's sensitivity shrinkage (eq. 4),
         ``"hard_concrete"`` hard-concrete L0 gates (Gallego-Posada et al.): with
         ``target_density`` a constraint solved by a Lagrangian (``lam`` is then
-        unused), else the penalty ``λ·E‖z‖₀``. An instance of a
+        unused), else the penalty ``λ·E‖z‖₀``; ``"group_l1"`` the ℓ2,1 norm over
+        output units and channels, each weighted by the multiply-adds it
+        carries (:class:`~skprune.parts.GroupLasso`), which removes whole
+        units and channels. An instance of a
         :class:`~skprune.regularizers.Regularizer` subclass also works (see
         :doc:`/extending`). The regulariser's own parameters pass as
         ``regularizer__name=value``.
@@ -42,7 +45,7 @@ _PARAMETERS = """\
         λ, the weight of Ω in ``(1 − λ)·E + λ·Ω``. Ω is summed, not averaged,
         so λ means what it means in the paper.
     pruning : {"auto", "batch", "epoch", "after", "global", "layerwise", "random", \
-            "lobster"}, Pruner or None, default="auto"
+            "lobster", "channel", "group"}, Pruner or None, default="auto"
         ``"auto"``: ``"batch"``, or None for a regularizer that prunes itself
         (``"hard_concrete"``).
         Soft threshold pruning with ``threshold`` after every batch, after
@@ -51,7 +54,12 @@ _PARAMETERS = """\
         ``"global"``, ``"layerwise"``, ``"random"``: after ``max_epochs``,
         prune to ``target_density`` and fine-tune ``finetune_epochs`` more
         (Oliveira §4.1). ``"lobster"``: LOBSTER's learning and pruning stages
-        (§4), with ``patience`` and ``loss_tolerance``. An instance of a
+        (§4), with ``patience`` and ``loss_tolerance``. ``"channel"``: after
+        ``max_epochs``, remove the filters and units of smallest ℓ1 norm until
+        the compacted network keeps ``pruning__target_flops`` of the dense
+        multiply-adds, then fine-tune (Li et al. 2017). ``"group"``: as
+        ``"batch"``, but a unit's or filter's weights go together when their
+        root mean square is under ``threshold``. An instance of a
         :class:`~skprune.pruning.Pruner` subclass also works (see
         :doc:`/extending`). A mode's own settings pass as
         ``pruning__name=value`` and take precedence over the estimator
@@ -157,6 +165,16 @@ _FITTED = """\
         Number of regularised weights.
     layer_density_ : dict
         Regularised layer name -> its share of non-zero weights.
+    flops_ : int
+        Multiply-adds per sample of the network as it predicts, compacted:
+        before :meth:`sparsify`, of the form it would make (dead units and
+        channels removed, CSR layers by their non-zeros); after it, of that
+        form (:mod:`skprune.cost`). Counted on access.
+    layer_flops_ : dict
+        Layer name -> its multiply-adds per sample (see ``flops_``).
+    param_bytes_ : int
+        Bytes of the weights and biases that run (float32 before
+        :meth:`sparsify`, then the compacted form's own dtypes).
     objectives_ : tuple of float
         The biobjective point (E, Ω): the mean training error E of the last
         epoch and the regulariser of the final weights.

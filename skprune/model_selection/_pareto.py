@@ -24,6 +24,7 @@ __all__ = [
     "knee_chord_distance",
     "knee_ideal_point",
     "knee_one_se",
+    "knee_tolerance",
     "find_knee",
     "dichotomic_weight",
     "propose_dichotomic",
@@ -169,6 +170,39 @@ def knee_one_se(front, loss_se):
     se = np.nan_to_num(np.asarray(loss_se, dtype=float), nan=0.0)
     best = int(np.argmin(front[:, 0]))
     within = np.flatnonzero(front[:, 0] <= front[best, 0] + se[best])
+    return int(within[np.argmin(front[within, 1])])
+
+
+def knee_tolerance(front, tolerance):
+    """The least complex point whose loss is within ``tolerance`` of the smallest.
+
+    ``knee = argmin { C_i : L_i <= min_j L_j + tolerance }``: "the cheapest
+    model within one point of the best accuracy" is ``tolerance=0.01`` on the
+    error rate. ``tolerance`` is in the loss's units (of the search's
+    ``scoring``); 0 picks the point of smallest loss.
+
+    Parameters
+    ----------
+    front : array-like of shape (n_points, 2)
+        ``(loss, complexity)`` pairs.
+    tolerance : float >= 0
+
+    Returns
+    -------
+    index : int
+
+    Examples
+    --------
+    >>> front = [[0.30, 1e3], [0.05, 2e4], [0.045, 6e4], [0.04, 2e5]]
+    >>> knee_tolerance(front, 0.01)
+    1
+    >>> knee_tolerance(front, 0.0)
+    3
+    >>> knee_tolerance(front, 1.0)
+    0
+    """
+    front = np.asarray(front, dtype=float).reshape(-1, 2)
+    within = np.flatnonzero(front[:, 0] <= np.min(front[:, 0]) + tolerance)
     return int(within[np.argmin(front[within, 1])])
 
 
@@ -384,4 +418,9 @@ def log_grid(low, high, n):
 
 
 #: ``ParetoSearchCV(knee=)`` name -> knee rule
-KNEE_RULES = {"chord": knee_chord_distance, "ideal": knee_ideal_point, "one_se": knee_one_se}
+KNEE_RULES = {
+    "chord": knee_chord_distance,
+    "ideal": knee_ideal_point,
+    "one_se": knee_one_se,
+    "tolerance": knee_tolerance,
+}

@@ -1,9 +1,11 @@
 """``ParetoSearchCV``: cross-validated knee search over the trade-off weight λ."""
 
 import os
-from numbers import Integral
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.base import is_classifier
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -17,6 +19,7 @@ from ._candidate import CandidateFit
 from ._collapse import warn_collapsed_fits
 from ._objectives import (
     COMPLEXITIES,
+    complexity_key,
     cv_objectives,
     knee_record,
     objective_scorer,
@@ -25,7 +28,7 @@ from ._objectives import (
     standard_error,
     summarize,
 )
-from ._pareto import KNEE_RULES
+from ._pareto import KNEE_RULES, knee_tolerance
 from ._search_params import check_needed_params, extra_keys, searched_param
 from ._strategies import STRATEGIES, SearchStrategy
 from ._vectorize import vectorized
@@ -75,17 +78,35 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         The most λ values to train (each on every fold). None: the whole grid,
         or 8 for the adaptive strategies. A grid longer than the budget is
         thinned evenly.
-    knee : {"chord", "ideal", "one_se"} or callable, default="chord"
+    knee : {"chord", "ideal", "one_se", "tolerance"} or callable, default="chord"
         ``"chord"``: the front point farthest from the chord between its
         extremes on normalised axes (Das 1999, Kneedle); ``"ideal"``: the
         point closest to the ideal point; ``"one_se"``: the sparsest point
         whose mean loss is within one standard error of the smallest
-        (Breiman et al. 1984; glmnet's ``lambda.1se``). A callable gets the
-        front (array of ``(loss, complexity)`` rows sorted by complexity,
-        collapsed points left out) and returns an index into it.
-    complexity : {"density", "omega"}, default="density"
-        The second objective of the front: the share of non-zero weights, or
-        the regulariser Ω of the final weights.
+        (Breiman et al. 1984; glmnet's ``lambda.1se``); ``"tolerance"``: the
+        least complex point whose mean loss is within ``tolerance`` of the
+        smallest ("the fastest model within one point of accuracy"). A
+        callable gets the front (array of ``(loss, complexity)`` rows sorted
+        by complexity, collapsed points left out) and returns an index into it.
+    tolerance : float >= 0 or None, default=None
+        The loss margin of ``knee="tolerance"`` (required there, unused by the
+        other rules), in the units of the loss: with ``scoring=None`` a
+        classifier's search then scores accuracy (the loss is the error rate,
+        so ``0.01`` is one point of accuracy), a regressor's the mean squared
+        error; else ``scoring``'s own units.
+    complexity : {"density", "omega", "flops", "latency", "features"} or callable, \
+            default="density"
+        The second objective of the front: the share of non-zero weights;
+        the regulariser Ω of the final weights; ``"flops"``, the multiply-adds
+        per sample of the compacted network (``flops_``, :mod:`skprune.cost`);
+        ``"latency"``, the median seconds of ``predict_proba`` of a sparsified
+        copy on ``latency_batch_size`` rows of the validation fold, measured on
+        this machine (noisy under load; with skprune's thread setting,
+        :func:`~skprune.set_torch_threads`); ``"features"``, the number of
+        inputs with a surviving weight. A callable receives the fitted
+        estimator (a pipeline's last step) and returns a number.
+    latency_batch_size : int >= 1, default=256
+        Rows per prediction timed by ``complexity="latency"``.
     search_epochs : int >= 1 or None, default=None
         Epochs each candidate trains for (multi-fidelity, Reiners §5); the
         refit at the knee uses the estimator's own ``max_epochs``. None: the
@@ -144,7 +165,9 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         One row per λ (in the order trained): ``param_lam`` (and
         ``param_max_epochs`` / ``param_device`` when set), per fold and mean
         ``test_score``, ``test_accuracy``, ``test_density``, ``test_omega``,
-        ``rank_test_*`` (density and Ω ranked ascending), ``sem_test_score``
+        and the chosen complexity's ``test_<name>`` (``test_flops``,
+        ``test_latency``, ``test_features``; ``test_complexity`` for a
+        callable), ``rank_test_*`` (complexities ranked ascending), ``sem_test_score``
         (the standard error of the mean score: sample standard deviation over
         the folds divided by √n_folds), fit times, and ``pareto_optimal``.
         ``params`` holds ``{param_name_: λ}``.
@@ -156,7 +179,8 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         The ``cv_results_`` row of each front point.
     knee_ : dict
         ``"lam"``, ``"index"`` (into ``pareto_front_``), ``"cv_index"`` (row
-        of ``cv_results_``), ``"loss"``, ``"density"``, ``"omega"``,
+        of ``cv_results_``), ``"loss"``, ``"density"``, ``"omega"``, the
+        chosen complexity (under its ``cv_results_`` name),
         ``"loss_se"`` (its standard error), ``"accuracy"`` (when scored),
         ``"rule"``, ``"fold_lams"`` (the knee found on each fold's own front,
         ``"one_se"`` using the standard errors over all folds) and ``"stability"`` (the share of
@@ -201,7 +225,9 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         "lambdas": ["array-like", None],
         "budget": [Interval(Integral, 2, None, closed="left"), None],
         "knee": [StrOptions(set(KNEE_RULES)), callable],
-        "complexity": [StrOptions(set(COMPLEXITIES))],
+        "tolerance": [Interval(Real, 0, None, closed="left"), None],
+        "complexity": [StrOptions(set(COMPLEXITIES)), callable],
+        "latency_batch_size": [Interval(Integral, 1, None, closed="left")],
         "search_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
         "memory": [str, os.PathLike, None],
@@ -221,7 +247,9 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         lambdas=None,
         budget=None,
         knee="chord",
+        tolerance=None,
         complexity="density",
+        latency_batch_size=256,
         search_epochs=None,
         warm_start=False,
         memory=None,
@@ -254,7 +282,9 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         self.lambdas = lambdas
         self.budget = budget
         self.knee = knee
+        self.tolerance = tolerance
         self.complexity = complexity
+        self.latency_batch_size = latency_batch_size
         self.search_epochs = search_epochs
         self.warm_start = warm_start
         self.memory = memory
@@ -296,6 +326,7 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         return self
 
     def _check_search_params(self):
+        self._check_tolerance()
         self.param_name_ = searched_param(self.estimator, self.param_name)
         check_needed_params(self.estimator, {"param_name": self.param_name_, **self._extra_keys()})
         if self.devices is not None and not self.devices:
@@ -303,6 +334,28 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         self._check_routed_params()
         strategy = build_part(self, "strategy", self.strategy, names=STRATEGIES)
         self._strategy = strategy.initialize(self.lambdas, self.budget, self.random_state)
+
+    def _check_tolerance(self):
+        if self.knee == "tolerance" and self.tolerance is None:
+            raise ValueError(
+                "The 'tolerance' parameter of ParetoSearchCV is required with "
+                "knee='tolerance': set the loss margin, e.g. tolerance=0.01 (one point of "
+                "accuracy). Got None instead."
+            )
+        if self.knee != "tolerance" and self.tolerance is not None:
+            warnings.warn(
+                f"The 'tolerance' parameter ({self.tolerance!r}) is ignored with "
+                f"knee={self.knee!r}; it is the margin of knee='tolerance'.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def _loss_scoring(self):
+        """The scoring of the loss objective: ``scoring``, or accuracy for ``knee="tolerance"``."""
+        if self.scoring is None and self.knee == "tolerance" and is_classifier(self.estimator):
+            return "accuracy"
+        return self.scoring
 
     def _extra_keys(self):
         """Estimator parameters the search sets besides λ: epochs, device, callbacks."""
@@ -312,7 +365,14 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
 
     def _get_scorers(self):
         raise_exc = self.error_score == "raise"
-        return objective_scorer(self.estimator, self.scoring, raise_exc), "score"
+        scorer = objective_scorer(
+            self.estimator,
+            self._loss_scoring,
+            raise_exc,
+            self.complexity,
+            self.latency_batch_size,
+        )
+        return scorer, "score"
 
     # -- the search -----------------------------------------------------------
 
@@ -349,21 +409,25 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         self._train_round(candidates)  # vectorize: the pairs trained together, into the cache
         results = evaluate_candidates(candidates, more_results=more)
         if self.verbose > 0:
-            print_progress(results, self.scoring, self.param_name_, len(batch), n_done, n_round)
+            scoring, name = self._loss_scoring, self.param_name_
+            print_progress(results, scoring, name, len(batch), n_done, n_round)
 
     # -- results --------------------------------------------------------------
 
     def _summarize(self, results, split=None):
         """Front and knee of the averaged points (or of one fold's, with all folds' errors)."""
         rule, se = self.knee, None
-        if isinstance(rule, str):  # a callable takes the front alone
+        if rule == "tolerance":
+            tolerance = self.tolerance
+            rule = lambda front: knee_tolerance(front, tolerance)  # noqa: E731
+        elif isinstance(rule, str):  # a callable takes the front alone
             rule, se = KNEE_RULES[rule], results["sem_test_score"]
         lams = results[f"param_{self.param_name_}"]
-        return summarize(results, lams, self.scoring, self.complexity, rule, se, split)
+        return summarize(results, lams, self._loss_scoring, self.complexity, rule, se, split)
 
     def _format_results(self, candidate_params, n_splits, out, more_results=None):
         results = super()._format_results(candidate_params, n_splits, out, more_results)
-        for name in COMPLEXITIES:
+        for name in dict.fromkeys(("density", "omega", complexity_key(self.complexity))):
             results[f"rank_test_{name}"] = rank_up(results[f"mean_test_{name}"])
         results["sem_test_score"] = standard_error(results, n_splits)
         # Candidates trained for ``search_epochs`` on ``devices``; the refit at
@@ -388,9 +452,11 @@ class ParetoSearchCV(RoutedParams, BaseSearchCV):
         self.pareto_front_ = last_round.points[last_round.front]
         fold_lams = [self._summarize(results, s).knee_lam for s in range(self.n_splits_)]
         rule = self.knee if isinstance(self.knee, str) else "callable"
-        self.knee_ = knee_record(results, last_round, self.scoring, rule, fold_lams)
+        self.knee_ = knee_record(
+            results, last_round, self._loss_scoring, rule, fold_lams, self.complexity
+        )
         order = np.argsort(last_round.lams, kind="stable")
-        per_split = [cv_objectives(results, self.scoring, s) for s in range(self.n_splits_)]
+        per_split = [cv_objectives(results, self._loss_scoring, s) for s in range(self.n_splits_)]
         self.lambdas_ = last_round.lams[order]
         self.loss_path_ = np.column_stack([p[0] for p in per_split])[order]
         self.density_path_ = np.column_stack([p[1] for p in per_split])[order]

@@ -1,7 +1,9 @@
 """The parts the loop calls: regularizers, pruners, gates, optimisers, schedules, registry."""
 
+from ._channel_pruning import ChannelPruning
 from ._constrained import HardConcrete
 from ._gates import HardConcreteGate
+from ._group_lasso import GroupLasso, GroupThresholdPruning
 from ._lobster import LOBSTER, LobsterPruning
 from ._magnitude import MagnitudePruning
 from ._optim import SMGD, MAdam, MRMSProp, MultiObjectiveOptimizer
@@ -16,9 +18,12 @@ __all__ = [
     "L1",
     "L2",
     "L2L0",
+    "GroupLasso",
+    "GroupThresholdPruning",
     "Pruner",
     "ThresholdPruning",
     "MagnitudePruning",
+    "ChannelPruning",
     "LOBSTER",
     "LobsterPruning",
     "HardConcrete",

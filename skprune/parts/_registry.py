@@ -10,7 +10,9 @@ part is one class in its own module plus one line below.
 import torch
 from sklearn.base import clone
 
+from ._channel_pruning import ChannelPruning
 from ._constrained import HardConcrete
+from ._group_lasso import GroupLasso, GroupThresholdPruning
 from ._lobster import LOBSTER, LobsterPruning
 from ._magnitude import MagnitudePruning
 from ._optim import SMGD, MAdam, MRMSProp
@@ -33,6 +35,7 @@ REGULARIZERS = {
     "l2_l0": L2L0,
     "lobster": LOBSTER,
     "hard_concrete": HardConcrete,
+    "group_l1": GroupLasso,
 }
 
 #: ``pruning=`` name -> (Pruner class, the arguments the name fixes)
@@ -44,6 +47,8 @@ PRUNERS = {
     "layerwise": (MagnitudePruning, {"method": "layerwise"}),
     "random": (MagnitudePruning, {"method": "random"}),
     "lobster": (LobsterPruning, {}),
+    "channel": (ChannelPruning, {}),
+    "group": (GroupThresholdPruning, {"when": "batch"}),
 }
 
 #: ``optimizer=`` name -> torch optimiser class
