@@ -28,7 +28,12 @@ from torch.nn import functional as F
 
 from ._deployed import InferenceNet, Op
 
-__all__ = ["compact_vgg", "parse_blocks"]
+__all__ = ["CannotCompact", "compact_vgg", "parse_blocks"]
+
+
+class CannotCompact(Exception):
+    """A module that compaction cannot read; its message says why."""
+
 
 _ACTS = {nn.ReLU: "relu", nn.ELU: "elu"}
 
@@ -108,16 +113,21 @@ def _add(blocks, layer):
 
 
 def parse_blocks(features):
-    """``features`` (an ``nn.Sequential``) as a list of convolutions, or None.
+    """``features`` (an ``nn.Sequential``) as a list of convolutions.
 
-    None when a layer does not fit the pattern conv, activation, batch norm,
-    pooling, dropout, or a layer carries hooks.
+    Raises :class:`CannotCompact` when a layer does not fit the pattern
+    convolution, activation, batch norm, pooling, dropout, or carries hooks.
     """
     blocks = []
-    for layer in features:
+    for i, layer in enumerate(features):
         if layer._forward_hooks or layer._forward_pre_hooks or not _add(blocks, layer):
-            return None
-    return blocks or None
+            raise CannotCompact(
+                f"features[{i}] ({layer!r}) does not fit the pattern convolution, "
+                "ReLU or ELU, batch norm, pooling, dropout, or has hooks"
+            )
+    if not blocks:
+        raise CannotCompact("features holds no convolution")
+    return blocks
 
 
 def _kept_channels(blocks, head):
@@ -164,16 +174,14 @@ def _out_size(conv, size):
 
 
 def compact_vgg(module, linear_ops, constant_ops, dtype):
-    """The :class:`InferenceNet` of a :class:`~skprune.models.VGGLike`, or None.
+    """The :class:`InferenceNet` of a :class:`~skprune.models.VGGLike`.
 
-    None when ``module.features`` does not fit the pattern (see
-    :func:`parse_blocks`) or ``layer1`` carries hooks: the caller then keeps
-    the module exact. ``linear_ops(weights, biases)`` and
-    ``constant_ops(bias)`` make the dense part.
+    Raises :class:`CannotCompact` when ``module.features`` does not fit the
+    pattern (see :func:`parse_blocks`): the caller then keeps the module
+    exact. ``linear_ops(weights, biases)`` and ``constant_ops(bias)`` make the
+    dense part.
     """
     blocks = parse_blocks(module.features)
-    if blocks is None or module.layer1._forward_hooks or module.layer1._forward_pre_hooks:
-        return None
     head_w = module.layer1.weight.detach().double()
     head_b = module.layer1.bias.detach().double().clone()
     n_maps = len(blocks[-1].weight)

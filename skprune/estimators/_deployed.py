@@ -73,7 +73,7 @@ class Op:
         self.kind, self.relu, self.pool, self.pool_kind = kind, relu, pool, pool_kind
         self.act, self.padding = act, padding
         self.tensors = {k: v for k, v in tensors.items() if v is not None}
-        self.flops, self.nbytes = 0, sum(map(_nbytes, self.tensors.values()))
+        self.flops = 0
         self.chunked = False  # a dense float32 layer evaluated by DENSE_CHUNK samples
 
     def __getattr__(self, name):
@@ -87,6 +87,11 @@ class Op:
         layout = " CSR" if self.is_csr else ""
         dtype = str(self.weight.dtype).replace("torch.", " ") if "weight" in self.tensors else ""
         return f"{self.kind}{shape}{layout}{dtype}"
+
+    @property
+    def nbytes(self):
+        """Bytes of the op's tensors (a CSR weight's indices included)."""
+        return sum(map(_nbytes, self.tensors.values()))
 
     @property
     def is_csr(self):
@@ -117,16 +122,48 @@ def _conv(op, x):
     x = F.conv2d(x, op.weight, op.bias, padding=op.padding)
     if "bias_map" in op.tensors:
         x = x.add_(op.bias_map)
-    if op.act == "relu":
+    if op.act == "elu" or "scale" in op.tensors:
+        x = _per_sample_elementwise(op, x)
+    elif op.act == "relu":
         x = torch.relu_(x)
-    elif op.act == "elu":
-        x = F.elu_(x)
-    if "scale" in op.tensors:
-        x = torch.addcmul(op.shift[:, None, None], x, op.scale[:, None, None])
     if op.pool:
         pool = F.avg_pool2d if op.pool_kind == "avg" else F.max_pool2d
         x = pool(x, op.pool)
     return x
+
+
+#: Elements per sample are padded to a multiple of this for ELU and the
+#: batch norm's affine step (see :func:`_per_sample_elementwise`).
+_LANES = 64
+
+
+def _per_sample_elementwise(op, x):
+    """The activation, then ``scale·x + shift`` per channel, batch-invariant.
+
+    torch runs an elementwise op over the whole tensor as one vector loop and
+    the last elements, past the last full vector, through scalar code: a
+    vector ``exp`` (ELU) or a fused multiply-add differs from the scalar one
+    in the last bit, so which elements of a sample fall in the tail would
+    depend on the batch. Each sample is padded to a multiple of
+    :data:`_LANES` elements, so that no element is ever in a tail.
+    """
+    n, size = len(x), x[0].numel()
+    pad = -size % _LANES
+    flat = x.reshape(n, size)
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(n, pad)], dim=1)
+    if op.act == "elu":
+        flat = F.elu_(flat)
+    elif op.act == "relu":
+        flat = torch.relu_(flat)
+    if "scale" in op.tensors:
+        per_channel = x[0, 0].numel()
+        scale, shift = (
+            torch.cat([t.repeat_interleave(per_channel), t.new_zeros(pad)])
+            for t in (op.scale, op.shift)
+        )
+        flat = torch.addcmul(shift, flat, scale)
+    return flat[:, :size].reshape(x.shape)
 
 
 def _linear(op, h):

@@ -22,12 +22,14 @@ exactly. The compacted form is made from the module's current weights, and
 made again when they change (:func:`skprune.estimators._inference.inference_form`).
 """
 
+import warnings
+
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
 from ..models import MLP, LeNet5, VGGLike
-from ._compact_vgg import compact_vgg
+from ._compact_vgg import CannotCompact, compact_vgg
 from ._deployed import InferenceNet, Op, to_csr
 from ._inference import copy_module, inference_form
 
@@ -257,10 +259,20 @@ def compact(module, dtype=torch.float32):
     if type(module) is LeNet5 and not hooked:
         return _compact_lenet5(module, dtype)
     if type(module) is VGGLike and not hooked:
-        form = compact_vgg(module, _linear_ops, _constant_ops, dtype)
-        if form is not None:
-            return form
+        try:
+            return compact_vgg(module, _linear_ops, _constant_ops, dtype)
+        except CannotCompact as exc:
+            _warn_exact(module, str(exc))
     return _csr_copy(module)
+
+
+def _warn_exact(module, why):
+    warnings.warn(
+        f"sparsify() cannot compact {type(module).__name__}: {why}. Its sparse linear "
+        "layers are stored CSR and its predictions stay exact (float64).",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _check_fitted(estimator):

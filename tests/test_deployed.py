@@ -1,0 +1,162 @@
+"""The deployed form (issue 22): float32 kernels that keep a sample's outputs
+independent of its batch, VGG compaction, and the cost attributes of its ops."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from skprune import SparseNetRegressor
+from skprune.estimators import _deployed
+from skprune.estimators._deployed import DENSE_CHUNK, InferenceNet, Op
+from skprune.estimators._inference import inference_form
+from skprune.models import MLP, LeNet5, VGGLike
+from skprune.sparsify import compact
+
+
+def _prune(module, density, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() > 1:
+                p.mul_(torch.rand(p.shape, generator=g) < density)
+    return module
+
+
+def _vgg(seed=0, dead=0.5, shape=(3, 16, 16)):
+    """A VGGLike with batch-norm statistics of its own and whole channels zeroed."""
+    torch.manual_seed(seed)
+    module = VGGLike(4, input_shape=shape).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in module.features:
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.running_mean.normal_(generator=g)
+                layer.running_var.uniform_(0.5, 2.0, generator=g)
+                layer.weight.normal_(generator=g)
+                layer.bias.normal_(generator=g)
+            if isinstance(layer, nn.Conv2d):
+                layer.weight[torch.rand(len(layer.weight), generator=g) < dead] = 0
+    return module
+
+
+def _forms():
+    torch.manual_seed(0)
+    mlp = _prune(MLP(30, 4, hidden_layer_sizes=(40, 20)), 0.5)
+    mlp.layer1.weight.data[:, ::2] *= (torch.rand(40, 15) < 0.1).float()  # a CSR layer too
+    lenet = _prune(LeNet5(3, input_shape=(1, 16, 16)), 0.6)
+    return {"mlp": (mlp, (30,)), "lenet5": (lenet, (1, 16, 16)), "vgg": (_vgg(), (3, 16, 16))}
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "vgg"])
+def test_deployed_form_is_float32_and_batch_invariant_bit_for_bit(name):
+    module, shape = _forms()[name]
+    form = compact(module)
+    assert isinstance(form, InferenceNet)
+    assert all(op.weight.dtype == torch.float32 for op in form.ops if "weight" in op.tensors)
+    x = torch.rand(2 * DENSE_CHUNK + 5, *shape, generator=torch.Generator().manual_seed(1))
+    full = form(x)
+    one_by_one = torch.cat([form(x[i : i + 1]) for i in range(len(x))])
+    reversed_ = form(x.flip(0)).flip(0)
+    odd = torch.cat([form(x[:7]), form(x[7:])])
+    for other in (one_by_one, reversed_, odd):
+        torch.testing.assert_close(other, full, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "vgg"])
+def test_deployed_form_probabilities_stay_within_1e_4(name):
+    module, shape = _forms()[name]
+    x = torch.rand(40, *shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        exact = torch.softmax(copy.deepcopy(module).double().eval()(x.double()), 1)
+    proba = torch.softmax(compact(module)(x), 1)
+    assert (proba - exact).abs().max() < 1e-4
+
+
+def test_deployed_layer_falls_back_to_float64_when_its_kernel_is_not_batch_invariant(
+    monkeypatch,
+):
+    monkeypatch.setattr(_deployed, "_invariant", lambda op, shape: False)
+    module, _ = _forms()["lenet5"]
+    form = compact(module)
+    dense = [op for op in form.ops if "weight" in op.tensors and not op.is_csr]
+    assert dense and all(op.weight.dtype == torch.float64 for op in dense)
+    assert not any(op.chunked for op in dense)
+
+
+def test_compact_vgg_removes_constant_and_unread_channels_and_computes_the_same_function():
+    module = _vgg(dead=0.4)
+    convs = [layer for layer in module.features if isinstance(layer, nn.Conv2d)]
+    norms = [layer for layer in module.features if isinstance(layer, nn.BatchNorm2d)]
+    with torch.no_grad():
+        norms[1].weight[0] = 0  # a constant channel by its batch-norm scale
+        convs[3].weight[:, 2] = 0  # channel 2 of conv 2 is read by nobody
+        convs[2].weight[2] = 1.0
+    form = compact(module)
+    convs_out = [op.weight.shape[0] for op in form.ops if op.kind == "conv"]
+    live = [int(c.weight.flatten(1).any(1).sum()) for c in convs]
+    assert convs_out[1] < live[1] and convs_out[2] < live[2]
+    assert all(o <= n for o, n in zip(convs_out, live))
+    assert any("bias_map" in op.tensors for op in form.ops)  # borders of a folded constant
+    x = torch.rand(9, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exact = copy.deepcopy(module).double()(x.double())
+    torch.testing.assert_close(form(x), exact, rtol=1e-4, atol=1e-4)
+
+
+def test_compact_vgg_with_every_channel_dead_outputs_a_constant():
+    module = _vgg(dead=0.0)
+    with torch.no_grad():
+        [c for c in module.features if isinstance(c, nn.Conv2d)][3].weight.zero_()
+    form = compact(module)
+    assert not any(op.kind == "conv" for op in form.ops)
+    x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        exact = copy.deepcopy(module).double()(x.double())
+    torch.testing.assert_close(form(x), exact, rtol=1e-5, atol=1e-5)
+
+
+def test_compact_vgg_with_a_layer_it_cannot_read_keeps_the_module_exact():
+    module = _vgg()
+    module.features[1] = nn.Tanh()
+    with pytest.warns(UserWarning, match="VGGLike.*Tanh"):
+        form = compact(module)
+    assert not isinstance(form, InferenceNet)
+    x = torch.rand(3, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(form(x), copy.deepcopy(module).double()(x), rtol=0, atol=0)
+
+
+def test_deployed_ops_count_their_multiply_adds_and_bytes():
+    module, _ = _forms()["lenet5"]
+    form = compact(module)
+    conv1, conv2 = [op for op in form.ops if op.kind == "conv"]
+    assert conv1.flops == conv1.weight.shape[0] * 9 * 14 * 14
+    assert conv2.flops == conv2.weight.shape[0] * conv2.weight.shape[1] * 9 * 5 * 5
+    for op in form.ops:
+        if op.kind == "linear":
+            w = op.weight
+            assert op.flops == (w.values().numel() if op.is_csr else w.numel())
+    assert conv1.nbytes == 4 * (conv1.weight.numel() + conv1.bias.numel())
+    assert form.flops == sum(op.flops for op in form.ops) > 0
+    assert form.nbytes == sum(op.nbytes for op in form.ops) > 0
+
+
+def test_deployed_layer_times_name_every_op():
+    module, shape = _forms()["lenet5"]
+    form = compact(module)
+    times = form.layer_times(torch.rand(8, *shape), repeats=2)
+    assert [op for op, _ in times] == form.ops and all(t > 0 for _, t in times)
+
+
+def test_sparsified_regressor_form_computes_in_float64(blobs):
+    X, y = blobs
+    reg = SparseNetRegressor(max_epochs=1, random_state=0).fit(X, y.astype(float))
+    form = inference_form(reg.sparsify().net_)
+    assert all(op.weight.dtype == torch.float64 for op in form.ops if "weight" in op.tensors)
+
+
+def test_op_to_keeps_index_tensors():
+    op = Op("select", index=torch.tensor([0, 2]))
+    assert op.to(torch.float32).index.dtype == torch.int64
