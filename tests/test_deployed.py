@@ -16,11 +16,10 @@ from skprune.sparsify import compact
 
 
 def _prune(module, density, seed=0):
+    """Keep a random share ``density`` of every weight matrix or kernel."""
     g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.dim() > 1:
-                p.mul_(torch.rand(p.shape, generator=g) < density)
+    for weight in (p for p in module.parameters() if p.dim() > 1):
+        weight.data.mul_(torch.rand(weight.shape, generator=g) < density)
     return module
 
 
