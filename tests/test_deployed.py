@@ -159,3 +159,94 @@ def test_sparsified_regressor_form_computes_in_float64(blobs):
 def test_op_to_keeps_index_tensors():
     op = Op("select", index=torch.tensor([0, 2]))
     assert op.to(torch.float32).index.dtype == torch.int64
+
+
+class _ResNet(nn.Module):
+    """A user module with batch norm and a residual sum over 8 channels."""
+
+    def __init__(self, n_classes=3):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv3 = nn.Conv2d(8, 12, 3, padding=1)
+        self.fc = nn.Linear(12 * 4 * 4, n_classes)
+
+    def forward(self, x):
+        x = x.reshape(len(x), 1, 8, 8)
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = torch.relu(h + self.bn2(self.conv2(h)))
+        h = nn.functional.max_pool2d(torch.relu(self.conv3(h)), 2)
+        return self.fc(h.flatten(1))
+
+
+def _structured_resnet():
+    """Whole output channels zeroed: 3 of the residual's 8 (in both convs), 5 of conv3's 12."""
+    torch.manual_seed(0)
+    module = _ResNet().eval()
+    with torch.no_grad():
+        for bn in (module.bn1, module.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+        for conv in (module.conv1, module.conv2):
+            conv.weight[[1, 4, 6]] = 0
+        module.conv2.weight[[0, 3]] = 0  # zero in one branch only: not constant
+        module.conv3.weight[[0, 2, 5, 7, 11]] = 0
+    return module
+
+
+def test_compact_user_module_with_batch_norm_and_residual_removes_constant_channels():
+    pytest.importorskip("torch_pruning")
+    module = _structured_resnet()
+    form = compact(module, input_shape=(64,))
+    conv2 = form.conv2.layer if hasattr(form.conv2, "layer") else form.conv2
+    conv3 = form.conv3.layer if hasattr(form.conv3, "layer") else form.conv3
+    assert form.conv1.out_channels == 5 and conv2.out_channels == 5  # coupled by the sum
+    assert conv3.out_channels == 7
+    x = torch.rand(30, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        exact = torch.softmax(copy.deepcopy(module).double()(x), 1)
+        torch.testing.assert_close(torch.softmax(form(x), 1), exact, rtol=0, atol=1e-9)
+
+
+def test_compact_user_module_keeps_a_channel_that_the_input_reaches():
+    pytest.importorskip("torch_pruning")
+
+    class Skip(nn.Module):  # the input itself is added to channel 0: never constant
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1)
+            self.fc = nn.Linear(2 * 36, 2)
+
+        def forward(self, x):
+            x = x.reshape(len(x), 1, 6, 6)
+            return self.fc(self.conv2(self.conv1(x) + x).flatten(1))
+
+    torch.manual_seed(0)
+    module = Skip().eval()
+    with torch.no_grad():
+        module.conv1.weight.zero_()
+    form = compact(module, input_shape=(36,))
+    x = torch.rand(7, 36, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(form(x), copy.deepcopy(module).double()(x), rtol=0, atol=1e-12)
+
+
+def test_compact_user_module_without_torch_pruning_warns_and_stays_exact(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch_pruning(name, *args, **kwargs):
+        if name == "torch_pruning":
+            raise ImportError("no torch_pruning here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch_pruning)
+    module = _structured_resnet()
+    with pytest.warns(UserWarning, match=r"_ResNet.*skprune\[structured\]"):
+        form = compact(module, input_shape=(64,))
+    assert form.conv1.out_channels == 8
+    x = torch.rand(4, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(form(x), copy.deepcopy(module).double()(x), rtol=0, atol=0)

@@ -22,6 +22,7 @@ exactly. The compacted form is made from the module's current weights, and
 made again when they change (:func:`skprune.estimators._inference.inference_form`).
 """
 
+import functools
 import warnings
 
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from ..models import MLP, LeNet5, VGGLike
+from ._compact_graph import compact_graph
 from ._compact_vgg import CannotCompact, compact_vgg
 from ._deployed import InferenceNet, Op, to_csr
 from ._inference import copy_module, inference_form
@@ -203,17 +205,34 @@ class CSRLinear(nn.Module):
 
 
 def _csr_copy(module):
-    """A float64 copy of ``module`` whose sparse ``nn.Linear`` layers are CSR.
+    """A float64 copy of ``module``, its sparse linear layers CSR (:func:`_to_csr_layers`)."""
+    return _to_csr_layers(copy_module(module).to(torch.float64).eval().requires_grad_(False))
+
+
+def _to_csr_layers(module):
+    """``module`` with its sparse ``nn.Linear`` layers made CSR, in place.
 
     A layer with hooks of its own keeps them and stays as it is. The copy
     needs no gradients: prediction reads its outputs as numpy arrays.
     """
-    module = copy_module(module).to(torch.float64).eval().requires_grad_(False)
     for name, layer in list(module.named_modules()):
         if isinstance(layer, nn.Linear) and not _hooks(layer) and use_csr(layer.weight.detach()):
             parent, _, child = name.rpartition(".")
             setattr(module.get_submodule(parent) if parent else module, child, CSRLinear(layer))
     return module
+
+
+def _compact_user_module(module, input_shape):
+    """A float64 copy of a user module, compacted by :func:`compact_graph`, or exact."""
+    copy = copy_module(module).to(torch.float64).eval().requires_grad_(False)
+    try:
+        if input_shape is None:
+            raise CannotCompact("its input shape is unknown (pass input_shape)")
+        compact_graph(copy, tuple(input_shape))
+    except CannotCompact as exc:
+        _warn_exact(module, str(exc))
+        return _csr_copy(module)
+    return _to_csr_layers(copy)
 
 
 def _hooks(layer):
@@ -242,15 +261,17 @@ def _pruning_hooks(sub):
 
 
 @torch.no_grad()
-def compact(module, dtype=torch.float32):
+def compact(module, dtype=torch.float32, input_shape=None):
     """The inference form of a trained ``module`` (see the module docs).
 
     Built from the module's current weights (with ``torch.nn.utils.prune``'s
     masks applied); the prediction cache builds it again when they change. A
     built-in module with hooks of the user's is not analysed: its hooks would
     be lost. ``dtype`` is the precision asked of the compacted form
-    (:class:`~skprune.estimators._deployed.InferenceNet`); a module that is
-    not compacted is a float64 copy.
+    (:class:`~skprune.estimators._deployed.InferenceNet`). A user module (of
+    one sample's shape ``input_shape``) is compacted by Torch-Pruning's
+    dependency graph where installed (:mod:`._compact_graph`) into a float64
+    copy; a module that cannot be compacted warns and is a float64 copy.
     """
     module = _pruning_applied(module)
     hooked = any(_hooks(sub) for sub in module.modules())
@@ -263,7 +284,13 @@ def compact(module, dtype=torch.float32):
             return compact_vgg(module, _linear_ops, _constant_ops, dtype)
         except CannotCompact as exc:
             _warn_exact(module, str(exc))
-    return _csr_copy(module)
+            return _csr_copy(module)
+    if hooked:
+        _warn_exact(module, "it has forward hooks, which a compacted copy would lose")
+        return _csr_copy(module)
+    if type(module) in (MLP, LeNet5, VGGLike):
+        return _csr_copy(module)
+    return _compact_user_module(module, input_shape)
 
 
 def _warn_exact(module, why):
@@ -281,19 +308,17 @@ def _check_fitted(estimator):
     check_is_fitted(estimator, "net_")
 
 
-def compact64(module):
-    """:func:`compact` in float64: the regressor's form (its predictions are
-    rounded to float32 and must be the trained module's, bit for bit)."""
-    return compact(module, torch.float64)
-
-
 def sparsify(estimator):
     """Switch a fitted estimator to the compacted form; returns it."""
     _check_fitted(estimator)
     from sklearn.base import is_regressor
 
+    # float64 for the regressor: its predictions are rounded to float32 and
+    # must be the trained module's, bit for bit (check_sparsify_coefficients).
+    dtype = torch.float64 if is_regressor(estimator) else torch.float32
+    shape = tuple(estimator._input_shape)
     # The inference cache calls it.
-    estimator.net_._skprune_sparse = compact64 if is_regressor(estimator) else compact
+    estimator.net_._skprune_sparse = functools.partial(compact, dtype=dtype, input_shape=shape)
     inference_form(estimator.net_)
     return estimator
 
