@@ -3,6 +3,7 @@ independent of its batch, VGG compaction, and the cost attributes of its ops."""
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -259,3 +260,25 @@ def test_pool2_is_torch_pooling_bit_for_bit(kind, size):
     x = torch.randn(3, 2, *size, generator=torch.Generator().manual_seed(6))
     pool = nn.functional.avg_pool2d if kind == "avg" else nn.functional.max_pool2d
     torch.testing.assert_close(_deployed._pool2(x, kind), pool(x, 2), rtol=0, atol=0)
+
+
+def test_staleness_check_of_a_sparse_weight_sees_every_change(blobs):
+    from skprune import SparseNetClassifier
+    from skprune.estimators._inference import _entry, _NonZeros
+
+    X, y = blobs
+    X = np.hstack([X] * 13).astype(np.float32)  # a first weight of 100 x 104 > 4,096
+    clf = SparseNetClassifier(pruning="global", target_density=0.1, max_epochs=1, random_state=0)
+    clf.fit(X, y).sparsify()
+    weight = clf.net_.module_.layer1.weight
+    assert any(isinstance(c, _NonZeros) for c in _entry(clf.net_).copies)
+    zero = (weight == 0).nonzero()[0].tolist()
+    nonzero = weight.nonzero()[0].tolist()
+    for place, value in ((zero, 0.5), (nonzero, 0.25), (nonzero, 0.0)):
+        form = inference_form(clf.net_)
+        weight.data[place[0], place[1]] = value  # through .data: no version counter moves
+        assert inference_form(clf.net_) is not form
+        expected = torch.softmax(clf.net_.module_(torch.from_numpy(X)), 1).detach().numpy()
+        np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-5)
+    form = inference_form(clf.net_)
+    assert inference_form(clf.net_) is form  # unchanged weights: the same form
