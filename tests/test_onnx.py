@@ -55,3 +55,25 @@ def test_unsupported_module_raises(blobs):
     clf = SparseNetClassifier(module, max_epochs=1, regularized_layers="all").fit(X, y)
     with pytest.raises(NotImplementedError, match="lenet5"):
         skl2onnx.to_onnx(clf, X[:1])
+
+
+def test_vgg_converts_its_compacted_channels():
+    import torch
+
+    rng = np.random.default_rng(0)
+    X = rng.random((12, 3, 16, 16), dtype=np.float32)
+    clf = SparseNetClassifier("vgg", max_epochs=1, batch_size=12, random_state=0)
+    clf.fit(X, np.arange(12) % 3)
+    convs = [m for m in clf.net_.module_.features if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight[::3] = 0  # whole output channels: removed, their constants folded
+    flat = X.reshape(len(X), -1)
+    onx = skl2onnx.to_onnx(clf, flat[:1], options={SparseNetClassifier: {"zipmap": False}})
+    shapes = {i.name: list(i.dims) for i in onx.graph.initializer}
+    conv_out = [shapes[n.input[1]][0] for n in onx.graph.node if n.op_type == "Conv"]
+    assert conv_out == [sum(1 for c in range(len(v.weight)) if c % 3) for v in convs]
+    assert {"Elu", "MaxPool"} <= {n.op_type for n in onx.graph.node}
+    label, proba = _run(onx, flat)
+    np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-4)
+    np.testing.assert_array_equal(label, clf.predict(X))

@@ -5,8 +5,10 @@ fitted :class:`~skprune.SparseNetClassifier`, alone or as the last step of a
 ``Pipeline``. The graph is the compacted network of
 :meth:`~skprune.SparseNetClassifier.sparsify` (dead inputs, units and
 channels removed; biases folded) with dense ``Gemm`` layers in float32, and
-``Conv`` / ``AveragePool`` for ``"lenet5"``. Only the built-in ``"mlp"``,
-``"lenet300"`` and ``"lenet5"`` modules are converted.
+``Conv`` (with ``Relu`` or ``Elu``, the batch norm's ``Mul``/``Add`` and
+``AveragePool`` or ``MaxPool``) for ``"lenet5"`` and ``"vgg"``: removed
+channels are absent from the graph. Only the built-in ``"mlp"``,
+``"lenet300"``, ``"lenet5"`` and ``"vgg"`` modules are converted.
 
 Outputs follow skl2onnx's classifier convention: ``label`` and
 ``probabilities``; the ``zipmap`` option (default True: a list of dicts;
@@ -30,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..estimators._classes import SparseNetClassifier
 from ..estimators._inference import InferenceNet
 from ..estimators._sparsify import compact
+from ..models import MLP, LeNet5, VGGLike
 
 __all__ = ["convert_sparse_net_classifier"]
 
@@ -70,11 +73,27 @@ def _emit(graph, op, x):
     weight = graph.const(op.dense_weight().cpu().numpy())
     bias = graph.const(tensors["bias"], hint="b")
     if op.kind == "conv":
-        x = graph.node("Relu", [graph.node("Conv", [x, weight, bias])])
-        pool = [op.pool, op.pool]
-        return graph.node("AveragePool", [x], kernel_shape=pool, strides=pool)
+        return _emit_conv(
+            graph, op, tensors, graph.node("Conv", [x, weight, bias], pads=[op.padding] * 4)
+        )
     x = graph.node("Gemm", [x, weight, bias], transB=1)
     return graph.node("Relu", [x]) if op.relu else x
+
+
+def _emit_conv(graph, op, tensors, x):
+    """What follows a convolution: bias map, activation, batch-norm affine step, pooling."""
+    if "bias_map" in tensors:
+        x = graph.node("Add", [x, graph.const(tensors["bias_map"][None], hint="bias_map")])
+    if op.act:
+        x = graph.node({"relu": "Relu", "elu": "Elu"}[op.act], [x])
+    if "scale" in tensors:
+        x = graph.node("Mul", [x, graph.const(tensors["scale"][:, None, None], hint="scale")])
+        x = graph.node("Add", [x, graph.const(tensors["shift"][:, None, None], hint="shift")])
+    if not op.pool:
+        return x
+    pool = [op.pool, op.pool]
+    kind = "AveragePool" if op.pool_kind == "avg" else "MaxPool"
+    return graph.node(kind, [x], kernel_shape=pool, strides=pool)
 
 
 def _labels(graph, classes, proba, output):
@@ -90,10 +109,11 @@ def _labels(graph, classes, proba, output):
 def convert_sparse_net_classifier(scope, operator, container):
     """skl2onnx converter: the compacted network, softmax and labels."""
     clf = operator.raw_operator
-    form = compact(clf.net_.module_)
+    module = clf.net_.module_
+    form = compact(module) if type(module) in (MLP, LeNet5, VGGLike) else None
     if not isinstance(form, InferenceNet):
         raise NotImplementedError(
-            "skprune.onnx converts the built-in modules 'mlp', 'lenet300' and 'lenet5'; "
+            "skprune.onnx converts the built-in modules 'mlp', 'lenet300', 'lenet5' and 'vgg'; "
             f"got {type(clf.net_.module_).__name__}."
         )
     graph = _Graph(scope, container)

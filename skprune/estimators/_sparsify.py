@@ -22,12 +22,18 @@ exactly. The compacted form is made from the module's current weights, and
 made again when they change (:func:`skprune.estimators._inference.inference_form`).
 """
 
+import functools
+import warnings
+
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ..models import MLP, LeNet5
-from ._inference import InferenceNet, Op, copy_module, inference_form, to_csr
+from ..models import MLP, LeNet5, VGGLike
+from ._compact_graph import compact_graph
+from ._compact_vgg import CannotCompact, compact_vgg
+from ._deployed import InferenceNet, Op, to_csr
+from ._inference import copy_module, inference_form
 
 __all__ = [
     "SparsifyMixin",
@@ -39,11 +45,15 @@ __all__ = [
     "CSR_MAX_DENSITY",
 ]
 
-#: Linear layers at or below this density are stored CSR. Measured with
-#: ``torch.sparse.mm`` against ``torch.mm`` in float64, one thread, random
-#: masks, 300×784 and 100×300 weights: the crossover lies between 10 % and
-#: 20 % density for 64 to 1,024 samples and near 10 % for one sample.
-CSR_MAX_DENSITY = 0.1
+#: Linear layers at or below this density are stored CSR, denser ones dense.
+#: Measured in float32, one thread, random masks, CSR ``addmm`` against the
+#: dense layer's batch-invariant chunked product
+#: (:func:`skprune.estimators._deployed._chunked_addmm`): dense / CSR time at
+#: densities 0.1, 0.2, 0.3, 0.5 was, for 256 samples, 2.7, 1.5, 1.0, 0.6
+#: (300×784), 2.2, 1.7, 1.2, 0.8 (100×300), 2.2, 1.6, 1.2, 0.7 (120×400),
+#: and 2-5 at 0.3 for one sample. ``examples/benchmarks/bench_deploy.py
+#: --crossover`` measures it again.
+CSR_MAX_DENSITY = 0.3
 
 
 def use_csr(weight):
@@ -62,15 +72,9 @@ def use_csr(weight):
 
 
 def _linear_op(weight, bias, relu):
+    # The deployed form sets the dtype (float32 on the CPU, see _deployed).
     weight = weight.contiguous()
-    if not use_csr(weight):
-        return Op("linear", relu=relu, weight=weight, bias=bias)
-    # On the CPU, torch's CSR product computes every sample's column on its
-    # own, in the same order whatever the batch: float32 is then as
-    # batch-invariant as float64 (tests/test_sparsify.py checks it) and 2-3x
-    # faster. Elsewhere (cuSPARSE) the layer stays float64.
-    dtype = torch.float32 if weight.device.type == "cpu" else weight.dtype
-    return Op("linear", relu=relu, weight=to_csr(weight.to(dtype)), bias=bias.to(dtype))
+    return Op("linear", relu=relu, weight=to_csr(weight) if use_csr(weight) else weight, bias=bias)
 
 
 def compact_chain(weights, biases):
@@ -131,13 +135,13 @@ def _float64(layer):
     return layer.weight.detach().double(), layer.bias.detach().double()
 
 
-def _compact_mlp(module):
+def _compact_mlp(module, dtype):
     layers = [getattr(module, f"layer{i}") for i in range(1, module.n_layers + 1)]
     weights, biases = zip(*map(_float64, layers))
     kept, weights, biases = compact_chain(weights, biases)
     n_features = layers[0].in_features
     select = [] if len(kept) in (0, n_features) else [Op("select", index=kept)]
-    return InferenceNet((n_features,), [*select, *_linear_ops(weights, biases)])
+    return InferenceNet((n_features,), [*select, *_linear_ops(weights, biases)], dtype)
 
 
 def _fold_dead_channels(w_in, b_in, w_next, b_next, per_channel):
@@ -155,7 +159,7 @@ def _fold_dead_channels(w_in, b_in, w_next, b_next, per_channel):
     return w_next
 
 
-def _compact_lenet5(module):
+def _compact_lenet5(module, dtype):
     w1, b1 = _float64(module.conv1)
     w2, b2 = _float64(module.conv2)
     dense = [_float64(getattr(module, f"layer{i}")) for i in (1, 2, 3)]
@@ -169,7 +173,7 @@ def _compact_lenet5(module):
     kept, weights, biases = compact_chain(weights, biases)
     maps = torch.unique(kept // n_maps)
     if not len(maps):
-        return InferenceNet(module.input_shape, [Op("flatten"), *_constant_ops(biases[-1])])
+        return InferenceNet(module.input_shape, [Op("flatten"), *_constant_ops(biases[-1])], dtype)
     conv1_kept = w2[maps].flatten(2).any(dim=2).any(dim=0).nonzero().flatten()
     w2, b2 = w2[maps][:, conv1_kept], b2[maps]
     rank = torch.full((by_map.shape[1],), -1, dtype=torch.long, device=maps.device)
@@ -182,7 +186,7 @@ def _compact_lenet5(module):
         *([] if len(index) == len(maps) * n_maps else [Op("select", index=index)]),
         *_linear_ops(weights, biases),
     ]
-    return InferenceNet(module.input_shape, ops)
+    return InferenceNet(module.input_shape, ops, dtype)
 
 
 class CSRLinear(nn.Module):
@@ -201,17 +205,34 @@ class CSRLinear(nn.Module):
 
 
 def _csr_copy(module):
-    """A float64 copy of ``module`` whose sparse ``nn.Linear`` layers are CSR.
+    """A float64 copy of ``module``, its sparse linear layers CSR (:func:`_to_csr_layers`)."""
+    return _to_csr_layers(copy_module(module).to(torch.float64).eval().requires_grad_(False))
+
+
+def _to_csr_layers(module):
+    """``module`` with its sparse ``nn.Linear`` layers made CSR, in place.
 
     A layer with hooks of its own keeps them and stays as it is. The copy
     needs no gradients: prediction reads its outputs as numpy arrays.
     """
-    module = copy_module(module).to(torch.float64).eval().requires_grad_(False)
     for name, layer in list(module.named_modules()):
         if isinstance(layer, nn.Linear) and not _hooks(layer) and use_csr(layer.weight.detach()):
             parent, _, child = name.rpartition(".")
             setattr(module.get_submodule(parent) if parent else module, child, CSRLinear(layer))
     return module
+
+
+def _compact_user_module(module, input_shape):
+    """A float64 copy of a user module, compacted by :func:`compact_graph`, or exact."""
+    copy = copy_module(module).to(torch.float64).eval().requires_grad_(False)
+    try:
+        if input_shape is None:
+            raise CannotCompact("its input shape is unknown (pass input_shape)")
+        compact_graph(copy, tuple(input_shape))
+    except CannotCompact as exc:
+        _warn_exact(module, str(exc))
+        return _csr_copy(module)
+    return _to_csr_layers(copy)
 
 
 def _hooks(layer):
@@ -240,21 +261,45 @@ def _pruning_hooks(sub):
 
 
 @torch.no_grad()
-def compact(module):
-    """The float64 inference form of a trained ``module`` (see the module docs).
+def compact(module, dtype=torch.float32, input_shape=None):
+    """The inference form of a trained ``module`` (see the module docs).
 
     Built from the module's current weights (with ``torch.nn.utils.prune``'s
     masks applied); the prediction cache builds it again when they change. A
     built-in module with hooks of the user's is not analysed: its hooks would
-    be lost.
+    be lost. ``dtype`` is the precision asked of the compacted form
+    (:class:`~skprune.estimators._deployed.InferenceNet`). A user module (of
+    one sample's shape ``input_shape``) is compacted by Torch-Pruning's
+    dependency graph where installed (:mod:`._compact_graph`) into a float64
+    copy; a module that cannot be compacted warns and is a float64 copy.
     """
     module = _pruning_applied(module)
     hooked = any(_hooks(sub) for sub in module.modules())
     if type(module) is MLP and not hooked:
-        return _compact_mlp(module)
+        return _compact_mlp(module, dtype)
     if type(module) is LeNet5 and not hooked:
-        return _compact_lenet5(module)
-    return _csr_copy(module)
+        return _compact_lenet5(module, dtype)
+    if type(module) is VGGLike and not hooked:
+        try:
+            return compact_vgg(module, _linear_ops, _constant_ops, dtype)
+        except CannotCompact as exc:
+            _warn_exact(module, str(exc))
+            return _csr_copy(module)
+    if hooked:
+        _warn_exact(module, "it has forward hooks, which a compacted copy would lose")
+        return _csr_copy(module)
+    if type(module) in (MLP, LeNet5, VGGLike):
+        return _csr_copy(module)
+    return _compact_user_module(module, input_shape)
+
+
+def _warn_exact(module, why):
+    warnings.warn(
+        f"sparsify() cannot compact {type(module).__name__}: {why}. Its sparse linear "
+        "layers are stored CSR and its predictions stay exact (float64).",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _check_fitted(estimator):
@@ -266,7 +311,14 @@ def _check_fitted(estimator):
 def sparsify(estimator):
     """Switch a fitted estimator to the compacted form; returns it."""
     _check_fitted(estimator)
-    estimator.net_._skprune_sparse = compact  # the inference cache calls it
+    from sklearn.base import is_regressor
+
+    # float64 for the regressor: its predictions are rounded to float32 and
+    # must be the trained module's, bit for bit (check_sparsify_coefficients).
+    dtype = torch.float64 if is_regressor(estimator) else torch.float32
+    shape = tuple(estimator._input_shape)
+    # The inference cache calls it.
+    estimator.net_._skprune_sparse = functools.partial(compact, dtype=dtype, input_shape=shape)
     inference_form(estimator.net_)
     return estimator
 
