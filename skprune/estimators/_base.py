@@ -35,6 +35,7 @@ from ..training._stopping import check_stopping, stopping_callbacks
 from ..training._threads import seeded_rng
 from ..training._validation import resolve_device
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
+from ._importances import FeatureImportancesMixin
 from ._publish import train_aside
 from ._routing import RoutedParams
 from ._sparsify import SparsifyMixin
@@ -46,7 +47,9 @@ __all__ = ["BaseSparseNet"]
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 
 
-class BaseSparseNet(SparseInputMixin, SparsifyMixin, RoutedParams, BaseEstimator):
+class BaseSparseNet(
+    SparseInputMixin, SparsifyMixin, FeatureImportancesMixin, RoutedParams, BaseEstimator
+):
     """Base class of the sparse network estimators (see :class:`~skprune.SparseNetClassifier`)."""
 
     _parameter_constraints = {

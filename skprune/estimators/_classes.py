@@ -27,14 +27,16 @@ _PARAMETERS = """\
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete"}, \
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete", "input_group_l1"}, \
             Regularizer or None, default="l1"
         Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
         smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
         (eq. 15), ``"lobster"`` LOBSTER's sensitivity shrinkage (eq. 4),
         ``"hard_concrete"`` hard-concrete L0 gates (Gallego-Posada et al.): with
         ``target_density`` a constraint solved by a Lagrangian (``lam`` is then
-        unused), else the penalty ``λ·E‖z‖₀``. An instance of a
+        unused), else the penalty ``λ·E‖z‖₀``; ``"input_group_l1"`` the group
+        ℓ1 ``Σⱼ‖W[:, j]‖₂`` over input columns (LassoNet eq. 4; on
+        ``regularized_layers=["layer1"]`` it selects inputs). An instance of a
         :class:`~skprune.regularizers.Regularizer` subclass also works (see
         :doc:`/extending`). The regulariser's own parameters pass as
         ``regularizer__name=value``.

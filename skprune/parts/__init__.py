@@ -2,6 +2,7 @@
 
 from ._constrained import HardConcrete
 from ._gates import HardConcreteGate
+from ._input_groups import InputGroupL1
 from ._lobster import LOBSTER, LobsterPruning
 from ._magnitude import MagnitudePruning
 from ._optim import SMGD, MAdam, MRMSProp, MultiObjectiveOptimizer
@@ -16,6 +17,7 @@ __all__ = [
     "L1",
     "L2",
     "L2L0",
+    "InputGroupL1",
     "Pruner",
     "ThresholdPruning",
     "MagnitudePruning",

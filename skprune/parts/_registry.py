@@ -11,6 +11,7 @@ import torch
 from sklearn.base import clone
 
 from ._constrained import HardConcrete
+from ._input_groups import InputGroupL1
 from ._lobster import LOBSTER, LobsterPruning
 from ._magnitude import MagnitudePruning
 from ._optim import SMGD, MAdam, MRMSProp
@@ -33,6 +34,7 @@ REGULARIZERS = {
     "l2_l0": L2L0,
     "lobster": LOBSTER,
     "hard_concrete": HardConcrete,
+    "input_group_l1": InputGroupL1,
 }
 
 #: ``pruning=`` name -> (Pruner class, the arguments the name fixes)
