@@ -6,7 +6,7 @@ from sklearn.utils import Bunch
 
 from ..training import lambda_path
 
-__all__ = ["feature_path", "drop_lambdas"]
+__all__ = ["feature_path", "drop_lambdas", "select_on_path"]
 
 
 def drop_lambdas(lambdas, active):
@@ -27,6 +27,46 @@ def drop_lambdas(lambdas, active):
     stays_out = last_active < len(lambdas) - 1
     drop[stays_out] = np.asarray(lambdas, float)[last_active[stays_out] + 1]
     return drop
+
+
+def select_on_path(lambdas, importances, k):
+    """Mask of exactly ``k`` inputs ranked along a path of λ.
+
+    The inputs that drop out last come first (:func:`drop_lambdas`, LassoNet's
+    order); inputs dropping at the same λ are ranked by their importance at
+    the largest λ whose network still reads at least ``k`` inputs (the
+    smallest λ if none does). Ties go to the lower index.
+
+    Parameters
+    ----------
+    lambdas : ndarray of shape (n_lambdas,), increasing
+    importances : ndarray of shape (n_lambdas, n_features)
+        ``feature_importances_`` of the network fitted at each λ.
+    k : int
+        How many inputs to keep.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (n_features,)
+        Exactly ``k`` True.
+    index : int
+        The index into ``lambdas`` of the λ whose importances broke the ties.
+
+    Examples
+    --------
+    >>> imp = np.array([[3.0, 2.0, 1.0, 0.5], [2.0, 0.0, 1.5, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    >>> mask, index = select_on_path(np.array([0.1, 0.2, 0.3]), imp, 2)
+    >>> mask.tolist(), index
+    ([True, False, True, False], 1)
+    """
+    active = importances > 0
+    enough = np.flatnonzero(active.sum(axis=1) >= k)
+    index = int(enough[-1]) if len(enough) else 0
+    # lexsort sorts by its last key first: the drop λ, then the importance at `index`.
+    order = np.lexsort((-importances[index], -drop_lambdas(lambdas, active)))
+    mask = np.zeros(importances.shape[1], dtype=bool)
+    mask[order[:k]] = True
+    return mask, index
 
 
 def feature_path(estimator, X, y, lams):
