@@ -1,5 +1,6 @@
 """``SparseNetSelector``: the inputs a sparse network reads, as a scikit-learn selector."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..estimators import SparseNetClassifier, SparseNetRegressor
 from ..estimators._base import BaseSparseNet
+from ..estimators._user_warnings import CollapseWarning
 from ..training._engine import fit_stacked
 from ._path import select_on_path
 
@@ -235,7 +237,10 @@ def _select_on_paths(network, X, y, rows, lams, k):
     """One path of λ per row set, all in one stacked loop: masks, all-data network, its λ index."""
     param = _lam_param(network)
     grid = [clone(network).set_params(**{param: float(lam)}) for _ in rows for lam in lams]
-    fit_stacked(grid, X, y, [r for r in rows for _ in lams])
+    with warnings.catch_warnings():
+        # The path's largest λ may read no input at all: expected here, not a mistake.
+        warnings.simplefilter("ignore", CollapseWarning)
+        fit_stacked(grid, X, y, [r for r in rows for _ in lams])
     masks, indices = [], []
     for start in range(0, len(grid), len(lams)):
         importances = np.stack([_importances(e) for e in grid[start : start + len(lams)]])
