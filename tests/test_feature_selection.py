@@ -16,7 +16,7 @@ from torch import nn
 
 from skprune import SparseNetClassifier, SparseNetRegressor, SparseNetSelector, lambda_path
 from skprune.estimators._importances import feature_importances
-from skprune.feature_selection import feature_path
+from skprune.feature_selection import feature_path, select_on_path
 from skprune.feature_selection._path import drop_lambdas
 from skprune.models import MLP, LeNet5
 from skprune.parts import InputGroupL1
@@ -189,8 +189,41 @@ def test_selector_keeps_dataframe_column_names(blobs):
     selector = SparseNetSelector(3, **FAST).fit(frame, y)
     kept = [f"col{j}" for j in selector.get_support(indices=True)]
     assert list(selector.get_feature_names_out()) == kept
-    back = selector.inverse_transform(selector.transform(X))
+    back = selector.inverse_transform(selector.transform(frame))
     assert back.shape == X.shape and (back[:, ~selector.support_] == 0).all()
+
+
+def test_selector_trains_a_path_and_keeps_the_network_at_lambda(wide):
+    X, y = wide
+    lambdas = [1e-3, 0.05, 0.3]
+    selector = SparseNetSelector(10, lambdas=lambdas, max_epochs=5, random_state=0).fit(X, y)
+    assert selector.lambda_ in lambdas
+    assert selector.estimator_.lam == selector.lambda_
+    assert selector.estimator_.training_loop_ == "stacked"
+    read = selector.feature_importances_ > 0
+    assert read.sum() >= 10 or selector.lambda_ == lambdas[0]
+
+
+def test_selector_ranks_any_estimator_by_its_importances(blobs):
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    X, y = blobs
+    trees = ExtraTreesClassifier(n_estimators=20, random_state=0)
+    selector = SparseNetSelector(3, estimator=trees).fit(X, y)
+    expected = np.argsort(-trees.fit(X, y).feature_importances_, kind="stable")[:3]
+    assert set(selector.get_support(indices=True)) == set(expected)
+    assert selector.lambda_ is None
+
+
+def test_select_on_path_ranks_by_drop_lambda_then_importance():
+    lambdas = np.array([0.1, 0.2, 0.3])
+    importances = np.array(
+        [[3.0, 2.0, 1.0, 0.5], [2.0, 0.0, 1.5, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    )  # input 2 is read longest; 0 next; 1 and 3 drop at 0.2, 1 more important at λ = 0.1
+    mask, index = select_on_path(lambdas, importances, 3)
+    assert mask.tolist() == [True, True, True, False] and index == 0
+    mask, index = select_on_path(lambdas, importances, 2)
+    assert mask.tolist() == [True, False, True, False] and index == 1
 
 
 # -- the feature path --------------------------------------------------------------
