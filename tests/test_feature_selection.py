@@ -124,9 +124,19 @@ def test_input_group_l1_removes_whole_columns(wide):
 # -- SparseNetSelector -----------------------------------------------------------
 
 
-@parametrize_with_checks([SparseNetSelector()])
+@parametrize_with_checks([SparseNetSelector(max_epochs=2)])
 def test_sparse_net_selector_check_estimator(estimator, check):
+    # Every check, on short training; the defaults' run is the slow test below.
     check(estimator)
+
+
+@pytest.mark.slow
+def test_sparse_net_selector_check_estimator_with_defaults_skips_nothing(monkeypatch):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")  # else scikit-learn skips the array API check
+    results = check_estimator(SparseNetSelector(), on_fail="raise", on_skip=None)
+    assert {r["status"] for r in results} == {"passed"}
 
 
 @pytest.mark.parametrize("k", [5, 20, 50])
