@@ -153,13 +153,24 @@ class SparseNetSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
-        """Train the network(s) on ``X`` (n, d) and ``y``, and keep ``k`` inputs.
+        """Train the network(s) on ``X`` and ``y``, and keep ``k`` inputs.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A CSR matrix trains the network on its sparse rows (as
+            :class:`~skprune.SparseNetClassifier` does); ``transform`` keeps
+            it sparse.
+        y : array-like of shape (n_samples,)
+            Class labels, or continuous targets for a regressor.
 
         Returns
         -------
         self : SparseNetSelector
         """
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_features=1)
+        X, y = validate_data(
+            self, X, y, accept_sparse="csr", dtype=np.float32, ensure_min_features=1
+        )
         k = n_to_select(self.n_features_to_select, self.n_features_in_)
         network = self._network(y)
         rows = [None] if self.cv is None else [None, *self._folds(network, X, y)]
@@ -216,6 +227,7 @@ class SparseNetSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        tags.input_tags.sparse = True
         return tags
 
 
