@@ -175,12 +175,11 @@ class SparseNetSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         network = self._network(y)
         rows = [None] if self.cv is None else [None, *self._folds(network, X, y)]
         if _lam_param(network) is None:
-            masks, fitted, index, lams = _select_plain(network, X, y, rows, k)
+            masks, fitted, lam = _select_plain(network, X, y, rows, k)
         else:
-            lams = self._lambdas(network)
-            masks, fitted, index = _select_on_paths(network, X, y, rows, lams, k)
+            masks, fitted, lam = _select_on_paths(network, X, y, rows, self._lambdas(network), k)
         self.estimator_ = fitted
-        self.lambda_ = None if lams is None else float(lams[index])
+        self.lambda_ = lam
         self.feature_importances_ = _importances(fitted)
         self.selection_frequency_ = np.mean(masks[1:] or masks[:1], axis=0)
         # lexsort sorts by its last key first: folds' votes, then the ranking on all data.
@@ -246,7 +245,7 @@ def _importances(estimator):
 
 
 def _select_on_paths(network, X, y, rows, lams, k):
-    """One path of λ per row set, all in one stacked loop: masks, all-data network, its λ index."""
+    """One path of λ per row set, all in one stacked loop: masks, all-data network, its λ."""
     param = _lam_param(network)
     grid = [clone(network).set_params(**{param: float(lam)}) for _ in rows for lam in lams]
     with warnings.catch_warnings():
@@ -259,15 +258,18 @@ def _select_on_paths(network, X, y, rows, lams, k):
         mask, index = select_on_path(lams, importances, k)
         masks.append(mask)
         indices.append(index)
-    return masks, grid[indices[0]], indices[0]
+    return masks, grid[indices[0]], float(lams[indices[0]])
 
 
 def _select_plain(estimator, X, y, rows, k):
-    """Fit a copy per row set and keep its ``k`` largest importances (ties to the lower index)."""
+    """Fit a copy per row set and keep its ``k`` largest importances (ties to the lower index).
+
+    Returns the masks, the copy fitted on all rows, and None for its λ.
+    """
     masks, fitted = [], []
     for r in rows:
         est = clone(estimator).fit(X if r is None else X[r], y if r is None else y[r])
         order = np.argsort(-_importances(est), kind="stable")
         masks.append(np.isin(np.arange(X.shape[1]), order[:k]))
         fitted.append(est)
-    return masks, fitted[0], 0, None
+    return masks, fitted[0], None
