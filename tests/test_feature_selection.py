@@ -112,6 +112,16 @@ def test_input_group_l1_trains_stacked_and_lambda_path_serves_it(blobs):
     np.testing.assert_allclose(path[1].feature_importances_, alone.feature_importances_, atol=1e-4)
 
 
+def test_input_group_l1_network_saves_and_loads(blobs, tmp_path):
+    import skprune
+
+    X, y = blobs
+    clf = SparseNetClassifier(**GROUP, **FAST).fit(X, y)
+    skprune.save(clf, tmp_path / "net.skp")
+    loaded = skprune.load(tmp_path / "net.skp")
+    np.testing.assert_array_equal(loaded.feature_importances_, clf.feature_importances_)
+
+
 def test_input_group_l1_removes_whole_columns(wide):
     X, y = wide
     clf = SparseNetClassifier(**GROUP, lam=0.3, optimizer="sgd", max_epochs=15, random_state=0)

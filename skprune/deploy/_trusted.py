@@ -83,6 +83,7 @@ def _parts():
     from ..models import MLP, LeNet5, VGGLike
     from ..parts._constrained import HardConcrete
     from ..parts._gates import HardConcreteGate
+    from ..parts._input_groups import InputGroupL1
     from ..parts._lobster import LOBSTER, LobsterPruning
     from ..parts._magnitude import MagnitudePruning
     from ..parts._optim import SMGD, LambdaHistory, MAdam, MRMSProp
@@ -99,7 +100,7 @@ def _parts():
     ]
     return [
         MLP, LeNet5, VGGLike, HardConcreteGate,
-        L1, L2, L0, L2L0, LOBSTER, HardConcrete,
+        L1, L2, L0, L2L0, LOBSTER, HardConcrete, InputGroupL1,
         ThresholdPruning, MagnitudePruning, LobsterPruning,
         SMGD, MAdam, MRMSProp,
         SigmoidLR, LambdaHistory, SparsityHistory, DivergenceCheck, EarlyStopping,
