@@ -125,8 +125,8 @@ def feature_importances(module, input_shape):
     --------
     >>> mlp = MLP(3, 2, (2,))
     >>> with torch.no_grad():
-    ...     mlp.layer1.weight.copy_(torch.tensor([[3.0, 0.0, 1.0], [4.0, 0.0, 2.0]]))
-    ...     mlp.layer2.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    ...     _ = mlp.layer1.weight.copy_(torch.tensor([[3.0, 0.0, 1.0], [4.0, 0.0, 2.0]]))
+    ...     _ = mlp.layer2.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
     >>> feature_importances(mlp, (3,))  # unit 2 reaches no output: only unit 1 counts
     array([3., 0., 1.])
     """
