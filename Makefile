@@ -57,6 +57,7 @@ bench: setup
 	$(PY) examples/benchmarks/bench_fused_step.py
 	$(PY) examples/benchmarks/bench_threads.py --threads 2
 	$(PY) examples/benchmarks/bench_sparse_input.py
+	$(PY) examples/benchmarks/bench_feature_selection.py
 	$(PY) examples/benchmarks/bench_cuda.py
 
 docs: setup

@@ -2,6 +2,7 @@
 
 from .deploy import load, save
 from .estimators import SparseNetClassifier, SparseNetRegressor
+from .feature_selection import SparseNetSelector
 from .model_selection import ParetoSearchCV
 from .training import get_torch_threads, lambda_path, set_torch_threads
 
@@ -10,6 +11,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SparseNetClassifier",
     "SparseNetRegressor",
+    "SparseNetSelector",
     "ParetoSearchCV",
     "lambda_path",
     "save",

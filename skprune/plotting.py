@@ -14,6 +14,7 @@ __all__ = [
     "plot_weight_histogram",
     "plot_lambda_history",
     "plot_constraint_history",
+    "plot_feature_path",
 ]
 
 _COMPLEXITY_LABELS = {
@@ -295,6 +296,61 @@ def plot_constraint_history(clf, ax=None):
     handles = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], loc="center right")
+    ax.grid(True, alpha=0.3)
+    ax.right_ax = right
+    return ax
+
+
+def plot_feature_path(path, ax=None, feature_names=None, n_labels=5):
+    """The inputs read along a :func:`~skprune.feature_selection.feature_path`.
+
+    One line per input: its importance (``feature_importances_``) against λ on
+    a log axis, until it drops out; the ``n_labels`` inputs that drop out last
+    (LassoNet's most important) are labelled. The count of inputs read at each
+    λ is on the right axis (``ax.right_ax``).
+
+    Parameters
+    ----------
+    path : Bunch
+        What :func:`~skprune.feature_selection.feature_path` returns.
+    ax : matplotlib Axes or None, default=None
+    feature_names : list of str or None, default=None
+        Names for the labels; None numbers the inputs.
+    n_labels : int, default=5
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    if not hasattr(path, "importances") or not hasattr(path, "drop_lambda"):
+        raise ValueError(
+            "plot_feature_path needs what skprune.feature_selection.feature_path returns; "
+            f"got {type(path).__name__}."
+        )
+    ax = _axes(ax)
+    names = (
+        feature_names
+        if feature_names is not None
+        else [f"x{j}" for j in range(len(path.drop_lambda))]
+    )
+    order = np.lexsort((-path.importances[-1], -path.drop_lambda))
+    for rank, j in enumerate(order):
+        labelled = rank < n_labels
+        ax.plot(
+            path.lambdas,
+            path.importances[:, j],
+            "-",
+            color=None if labelled else "0.75",
+            label=names[j] if labelled else None,
+            zorder=3 if labelled else 1,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("λ")
+    ax.set_ylabel("importance (input column norm)")
+    right = ax.twinx()
+    right.step(path.lambdas, path.n_selected, "k--", where="mid", label="inputs read")
+    right.set_ylabel("inputs read")
+    ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     ax.right_ax = right
     return ax

@@ -33,7 +33,9 @@ SHIMS = {
     "persistence", "pruning", "registry", "regularizers", "schedules", "search", "sparsify",
     "strategies",
 }  # fmt: skip
-SUBPACKAGES = {"estimators", "training", "parts", "model_selection", "deploy"}
+SUBPACKAGES = {
+    "estimators", "training", "parts", "model_selection", "deploy", "feature_selection"
+}  # fmt: skip
 PUBLIC_TOP_LEVEL = {
     "__init__", "__main__", "models", "datasets", "metrics", "cost", "plotting", "cli",
 }  # fmt: skip

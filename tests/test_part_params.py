@@ -20,7 +20,7 @@ from skprune import ParetoSearchCV, SparseNetClassifier
 from skprune.constrained import HardConcrete
 from skprune.lobster import LOBSTER, LobsterPruning
 from skprune.magnitude import MagnitudePruning, layerwise_magnitude_masks
-from skprune.parts import ChannelPruning, GroupLasso, GroupThresholdPruning
+from skprune.parts import ChannelPruning, GroupLasso, GroupThresholdPruning, InputGroupL1
 from skprune.pruning import Pruner, ThresholdPruning
 from skprune.registry import PRUNERS, REGULARIZERS
 from skprune.regularizers import L0, L1, L2, L2L0, Regularizer
@@ -48,6 +48,7 @@ BUILT_INS = {
     L2L0: ({}, {"alpha": 2.0}),
     LOBSTER: ({}, {}),
     HardConcrete: ({}, {"gate_lr": 0.1}),
+    InputGroupL1: ({}, {"threshold": 0.05}),
     ThresholdPruning: ({}, {"when": "epoch"}),
     MagnitudePruning: ({"target_density": 0.5}, {"finetune_epochs": 1}),
     LobsterPruning: ({}, {"patience": 2}),

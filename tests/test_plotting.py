@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.utils import Bunch
 
 from skprune import SparseNetClassifier
 
@@ -109,6 +110,12 @@ def test_plots_without_matplotlib_name_the_extra(monkeypatch, l1, madam, gated):
         "plot_weight_histogram": l1,
         "plot_lambda_history": madam,
         "plot_constraint_history": gated,
+        "plot_feature_path": Bunch(
+            lambdas=np.array([0.1]),
+            importances=np.ones((1, 2)),
+            n_selected=np.array([2]),
+            drop_lambda=np.full(2, np.inf),
+        ),  # fmt: skip
     }
     assert set(drawable) == set(plotting.__all__)
     monkeypatch.setitem(sys.modules, "matplotlib", None)

@@ -85,6 +85,7 @@ def _parts():
     from ..parts._constrained import HardConcrete
     from ..parts._gates import HardConcreteGate
     from ..parts._group_lasso import GroupLasso, GroupThresholdPruning
+    from ..parts._input_groups import InputGroupL1
     from ..parts._lobster import LOBSTER, LobsterPruning
     from ..parts._magnitude import MagnitudePruning
     from ..parts._optim import SMGD, LambdaHistory, MAdam, MRMSProp
@@ -101,7 +102,7 @@ def _parts():
     ]
     return [
         MLP, LeNet5, VGGLike, HardConcreteGate,
-        L1, L2, L0, L2L0, LOBSTER, HardConcrete, GroupLasso,
+        L1, L2, L0, L2L0, LOBSTER, HardConcrete, GroupLasso, InputGroupL1,
         ThresholdPruning, MagnitudePruning, LobsterPruning, ChannelPruning, GroupThresholdPruning,
         SMGD, MAdam, MRMSProp,
         SigmoidLR, LambdaHistory, SparsityHistory, DivergenceCheck, EarlyStopping,

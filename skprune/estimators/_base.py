@@ -36,6 +36,7 @@ from ..training._threads import seeded_rng
 from ..training._validation import resolve_device
 from ._checks import DivergenceCheck, check_module, check_params, check_parts, check_split
 from ._cost import CostMixin
+from ._importances import FeatureImportancesMixin
 from ._publish import train_aside
 from ._routing import RoutedParams
 from ._sparsify import SparsifyMixin
@@ -47,7 +48,14 @@ __all__ = ["BaseSparseNet"]
 _DICT_HISTORY_KEYS = ["layer_density", "n_nonzero", "expected_density", "multiplier"]
 
 
-class BaseSparseNet(SparseInputMixin, SparsifyMixin, CostMixin, RoutedParams, BaseEstimator):
+class BaseSparseNet(
+    SparseInputMixin,
+    SparsifyMixin,
+    CostMixin,
+    FeatureImportancesMixin,
+    RoutedParams,
+    BaseEstimator,
+):
     """Base class of the sparse network estimators (see :class:`~skprune.SparseNetClassifier`)."""
 
     _parameter_constraints = {

@@ -27,7 +27,8 @@ _PARAMETERS = """\
         ``(100,)``), ``"lenet300"`` (784-300-100-10), ``"lenet5"`` (Reiners
         Table 1a) or ``"vgg"`` (Table 1b); or any module returning logits.
         Its arguments pass as ``module__name=value``.
-    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete", "group_l1"}, \
+    regularizer : {"l1", "l2", "l0", "l2_l0", "lobster", "hard_concrete", "group_l1", \
+            "input_group_l1"}, \
             Regularizer or None, default="l1"
         Ω; ``"l1"`` is ``Σ|w|`` (Reiners eq. 4), ``"l2"`` ``½Σw²``, ``"l0"`` the
         smooth ℓ0 ``Σ 1−exp(−β|w|)`` (Oliveira eq. 11), ``"l2_l0"`` their sum
@@ -37,7 +38,9 @@ _PARAMETERS = """\
         unused), else the penalty ``λ·E‖z‖₀``; ``"group_l1"`` the ℓ2,1 norm over
         output units and channels, each weighted by the multiply-adds it
         carries (:class:`~skprune.parts.GroupLasso`), which removes whole
-        units and channels. An instance of a
+        units and channels; ``"input_group_l1"`` the group
+        ℓ1 ``Σⱼ‖W[:, j]‖₂`` over input columns (LassoNet eq. 4; on
+        ``regularized_layers=["layer1"]`` it selects inputs). An instance of a
         :class:`~skprune.regularizers.Regularizer` subclass also works (see
         :doc:`/extending`). The regulariser's own parameters pass as
         ``regularizer__name=value``.

@@ -4,6 +4,7 @@ from ._channel_pruning import ChannelPruning
 from ._constrained import HardConcrete
 from ._gates import HardConcreteGate
 from ._group_lasso import GroupLasso, GroupThresholdPruning
+from ._input_groups import InputGroupL1
 from ._lobster import LOBSTER, LobsterPruning
 from ._magnitude import MagnitudePruning
 from ._optim import SMGD, MAdam, MRMSProp, MultiObjectiveOptimizer
@@ -20,6 +21,7 @@ __all__ = [
     "L2L0",
     "GroupLasso",
     "GroupThresholdPruning",
+    "InputGroupL1",
     "Pruner",
     "ThresholdPruning",
     "MagnitudePruning",

@@ -13,6 +13,7 @@ from sklearn.base import clone
 from ._channel_pruning import ChannelPruning
 from ._constrained import HardConcrete
 from ._group_lasso import GroupLasso, GroupThresholdPruning
+from ._input_groups import InputGroupL1
 from ._lobster import LOBSTER, LobsterPruning
 from ._magnitude import MagnitudePruning
 from ._optim import SMGD, MAdam, MRMSProp
@@ -36,6 +37,7 @@ REGULARIZERS = {
     "lobster": LOBSTER,
     "hard_concrete": HardConcrete,
     "group_l1": GroupLasso,
+    "input_group_l1": InputGroupL1,
 }
 
 #: ``pruning=`` name -> (Pruner class, the arguments the name fixes)
