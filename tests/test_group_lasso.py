@@ -142,5 +142,4 @@ def test_group_threshold_pruning_zeroes_groups_that_hover_near_zero(digits):
     ]
     rows = [int((c.net_.module_.layer1.weight.abs().sum(1) == 0).sum()) for c in fits]
     assert rows[0] == 0 and rows[1] > 0
-    assert fits[1].flops_ < fits[0].flops_
     assert fits[1].training_loop_ == "skorch"

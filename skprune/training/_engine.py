@@ -102,8 +102,9 @@ def unstackable_reason(estimator, parts=None, module=None):
     >>> from skprune import SparseNetClassifier
     >>> unstackable_reason(SparseNetClassifier()) is None
     True
-    >>> unstackable_reason(SparseNetClassifier(lr_schedule="sigmoid"))
-    "lr_schedule='sigmoid' is set"
+    >>> import torch
+    >>> unstackable_reason(SparseNetClassifier(optimizer=torch.optim.Adagrad))
+    'optimizer Adagrad is not SGD, Adam, RMSprop, SMGD, MAdam or MRMSProp'
     """
     if error_grad(getattr(estimator, "_criterion", None)) is None:
         return f"{type(estimator).__name__} is trained on neither the cross-entropy nor the MSE"
