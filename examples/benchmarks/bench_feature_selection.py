@@ -1,4 +1,6 @@
-"""Feature selection with a sparse input layer, against LassoNet and scikit-learn's selectors.
+"""
+Feature selection with a sparse input layer, against LassoNet and scikit-learn's selectors
+==========================================================================================
 
 Two tables:
 

@@ -94,12 +94,12 @@ class SparseNetSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     lambda_ : float or None
         The λ whose importances ranked the inputs (None for an estimator
         outside skprune).
-    feature_importances_ : ndarray of shape (n_features_in_,)
+    feature_importances_ : ndarray of shape (n_features,)
         ``estimator_.feature_importances_``.
-    selection_frequency_ : ndarray of shape (n_features_in_,)
+    selection_frequency_ : ndarray of shape (n_features,)
         Share of the CV folds in which each input was among the ``k`` kept;
         without ``cv`` the 0/1 selection of the one path.
-    support_ : ndarray of bool, shape (n_features_in_,)
+    support_ : ndarray of bool, shape (n_features,)
         The inputs kept; ``support_.sum() == n_features_``.
     n_features_ : int
         ``k``.
