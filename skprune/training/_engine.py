@@ -212,6 +212,9 @@ class _Copy:
     pruner: object
     #: The FloatingPointError of the epoch where this copy diverged (DivergenceCheck), or None.
     error: Exception = None
+    #: Where the copy's random draws in training come from (the hard-concrete gates' noise):
+    #: a generator in the state torch's global one has when its separate fit starts training.
+    rng: torch.Generator = None
 
     def __post_init__(self):
         # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
@@ -418,6 +421,7 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
         return False
     rows = torch.arange(len(X), device=X.device)
     copy = _Copy(estimator, net, rows, y, float(estimator.lam), net.seed, parts[1])
+    copy.rng = _global_rng(X.device)  # fit runs this under its seeded global generator
     train_stack([copy], X)
     if copy.error is not None:
         raise copy.error
@@ -445,10 +449,24 @@ def _prepare(est, X, y, rows):
     (X_train, y_train, _), _ = est._split(Xv, yv, None, seed, device)
     with seeded_rng(seed, cuda_indices(device)):
         est._checked_net(device, parts, seed, None, X_train)
+        rng = _global_rng(device)
     if unstackable_reason(est, parts, est.net_.module_, weight):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
-    return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1])
+    return _Copy(est, est.net_, index.to(device), y_train, est.lam, seed, parts[1], rng=rng)
+
+
+def _global_rng(device):
+    """A generator that continues, from here, torch's global generator of ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        source = torch.cuda.default_generators[index]
+    else:
+        source = torch.default_generator
+    rng = torch.Generator(device=device)
+    rng.set_state(source.get_state())
+    return rng
 
 
 def _net_parts(net):

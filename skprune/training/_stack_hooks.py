@@ -74,6 +74,11 @@ class Stack:
         The epoch being trained (1-based, as skorch's history counts), 0 before.
     state : dict
         Scratch space of the parts, by name.
+    records : dict
+        History entries a part adds to this epoch's rows, set in
+        ``stack_epoch_end``: key -> one value per copy. The loop writes them
+        into each copy's row after its own entries (a part's ``penalty``
+        replaces the loop's Ω of the weights) and empties the dict.
     """
 
     copies: list
@@ -85,6 +90,7 @@ class Stack:
     X: torch.Tensor
     epoch: int = 0
     state: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)
 
     @property
     def n_copies(self):

@@ -57,7 +57,8 @@ def _train_stack(copies, X):
     step = _fast_step(optimizer)
     stack = Stack(copies, model, reg_names, reg_weights, lam, optimizer, X)
     parts = [p for p in (reg, copies[0].pruner) if p is not None]
-    plan = _BatchPlan(copies, est.batch_size, lam)
+    # E's weight (1 − λ) where λ·Ω enters the loss, else 1 (as the separate fit's get_loss).
+    plan = _BatchPlan(copies, est.batch_size, lam if penalized else torch.zeros_like(lam))
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
     call_stack_hook(parts, "stack_begin", stack)
@@ -88,7 +89,7 @@ def _train_stack(copies, X):
             losses.append(loss)
             errors.append(error)
         call_stack_hook(parts, "stack_epoch_end", stack)
-        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start)
+        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start, stack.records)
         if _check_divergence(copies, model):
             break
         if est.verbose:
@@ -257,14 +258,17 @@ def _add_penalty_grad(grad, weights, lam):
 
 
 @torch.no_grad()
-def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
-    """Write the epoch's history entries of every copy, as skorch and SparsityHistory do."""
+def _record_epoch(copies, reg, weights, names, plan, losses, errors, start, records):
+    """Write the epoch's history entries of every copy, as skorch and SparsityHistory do,
+    then the parts' ``records`` (:attr:`Stack.records`, emptied)."""
     counts = torch.stack(plan.counts).cpu()
     losses, errors = torch.stack(losses).cpu().double(), torch.stack(errors).cpu().double()
     mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
     mean_error = ((errors * counts).sum(0) / counts.sum(0)).tolist()
     error_key = copies[0].net.error_key  # "ce" or "mse"
-    penalty = per_copy_penalty(reg, weights).tolist() if reg is not None and weights else None
+    penalty = records.pop("penalty", None)
+    if penalty is None and reg is not None and weights:
+        penalty = per_copy_penalty(reg, weights).tolist()
     nonzero = [torch.count_nonzero(w, dim=tuple(range(1, w.dim()))).tolist() for w in weights]
     sizes = [w[0].numel() for w in weights]
     dur = time.perf_counter() - start
@@ -291,8 +295,10 @@ def _record_epoch(copies, reg, weights, names, plan, losses, errors, start):
             "density": n_nonzero / sum(sizes) if sizes else 1.0,
             "layer_density": {n: nz[k] / s for n, nz, s in zip(names_of(names), nonzero, sizes)},
         }
+        record.update({key: values[k] for key, values in records.items()})
         for key, value in record.items():
             history.record(key, value)
+    records.clear()
 
 
 def _print_progress(copies):
