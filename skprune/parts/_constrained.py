@@ -453,8 +453,10 @@ class _StackedGates:
     def records(self):
         """Each copy's history entries of the epoch, as :meth:`HardConcrete.on_epoch_end`
         and the density record (Ω = E‖θ‖₀ while the gates are on) write them."""
-        expected = [prob_nonzero(la, self.reg.temperature).flatten(1).sum(1) for la in self.log_alpha]
-        nonzero = [e * (n / la[0].numel()) for e, n, la in zip(expected, self.sizes, self.log_alpha)]
+        nonzero = [  # E‖z‖₀ of each gate tensor, in weights (HardConcreteGate.expected_nonzero)
+            prob_nonzero(la, self.reg.temperature).flatten(1).sum(1) * (n / la[0].numel())
+            for la, n in zip(self.log_alpha, self.sizes)
+        ]
         density = {
             g: (sum(nonzero[i] for i in m) / sum(self.sizes[i] for i in m)).tolist()
             for g, _, m in self.groups

@@ -89,7 +89,9 @@ def _train_stack(copies, X):
             losses.append(loss)
             errors.append(error)
         call_stack_hook(parts, "stack_epoch_end", stack)
-        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start, stack.records)
+        _record_epoch(
+            copies, reg, reg_weights, reg_names, plan, losses, errors, start, stack.records
+        )
         if _check_divergence(copies, model):
             break
         if est.verbose:
