@@ -335,7 +335,11 @@ class HardConcrete(Regularizer):
         stack.state["gates"].sample()
 
     def stack_grad(self, stack):
-        stack.state["gates"].backward()
+        stack.state["gates"].backward(stack.lam if self.in_loss else None)
+
+    def stack_penalty(self, stack):
+        """Ω = E‖θ‖₀ of each copy (the penalised form's loss term), shape (K,)."""
+        return sum(stack.state["gates"].expected_nonzero())
 
     def stack_batch_end(self, stack):
         stack.state["gates"].ascend()
@@ -407,8 +411,9 @@ class _StackedGates:
         ]
         self._gate_weights(self.z)
 
-    def backward(self):
-        """∂L/∂θ̃ = ∂L/∂θ ⊙ z and ∂L/∂log α through z, the Lagrangian's pull, Adam on log α."""
+    def backward(self, lam=None):
+        """∂L/∂θ̃ = ∂L/∂θ ⊙ z and ∂L/∂log α through z, the Lagrangian's pull (or
+        λ·∂E‖θ‖₀/∂log α of the penalised form, with ``lam``), Adam on log α."""
         with torch.no_grad():
             grads_z = [(w.grad * raw).sum_to_size(z.shape) for w, raw, z in self._zipped()]
         torch.autograd.backward(self.z, grads_z)
@@ -417,6 +422,8 @@ class _StackedGates:
                 w.copy_(raw)
                 w.grad.mul_(z)
         self.z = None
+        if lam is not None:
+            self._add_penalty_grad(lam)
         for group, eps, members in self.groups:
             if eps is not None:
                 self.violation[group] = self._add_lagrangian_grad(group, members) - eps
@@ -425,6 +432,21 @@ class _StackedGates:
 
     def _zipped(self):
         return zip(self.weights, self.raw, self.z)
+
+    @torch.no_grad()
+    def _add_penalty_grad(self, lam):
+        """λ·∂E‖θ‖₀/∂log α_j = λ·(weights per gate)·P_j(1 − P_j) (Gallego-Posada eq. 2–3)."""
+        for la, n in zip(self.log_alpha, self.sizes):
+            p = prob_nonzero(la, self.reg.temperature)
+            la.grad.add_(p * (1 - p) * (lam * (n / p[0].numel())).view(-1, *[1] * (p.dim() - 1)))
+
+    @torch.no_grad()
+    def expected_nonzero(self):
+        """E‖z‖₀ of each gate tensor in weights, per copy (as ``HardConcreteGate`` counts it)."""
+        return [
+            prob_nonzero(la, self.reg.temperature).flatten(1).sum(1) * (n / la[0].numel())
+            for la, n in zip(self.log_alpha, self.sizes)
+        ]
 
     def _add_lagrangian_grad(self, group, members):
         grads, density = lagrangian_grads(
@@ -453,10 +475,7 @@ class _StackedGates:
     def records(self):
         """Each copy's history entries of the epoch, as :meth:`HardConcrete.on_epoch_end`
         and the density record (Ω = E‖θ‖₀ while the gates are on) write them."""
-        nonzero = [  # E‖z‖₀ of each gate tensor, in weights (HardConcreteGate.expected_nonzero)
-            prob_nonzero(la, self.reg.temperature).flatten(1).sum(1) * (n / la[0].numel())
-            for la, n in zip(self.log_alpha, self.sizes)
-        ]
+        nonzero = self.expected_nonzero()
         density = {
             g: (sum(nonzero[i] for i in m) / sum(self.sizes[i] for i in m)).tolist()
             for g, _, m in self.groups

@@ -126,7 +126,7 @@ def _regularizer_reason(estimator, reg):
     if reg is None:
         return None
     what = _part_lacks(reg, Regularizer)
-    if what is None and reg.in_loss and not reg.analytic:
+    if what is None and reg.in_loss and not reg.analytic and not hasattr(reg, "stack_penalty"):
         what = "it has no analytic gradient; implement grad(w), ∂Ω/∂w of one tensor"
     return None if what is None else f"regularizer {reg!r} is not stackable: {what}"
 

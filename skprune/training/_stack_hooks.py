@@ -24,6 +24,11 @@ skorch hook            stack hook (called with the :class:`Stack`)
                        are written back to the copies' nets
 =====================  ========================================================
 
+A regularizer whose Ω is not a function of the stacked weights (the gates'
+expected ℓ0 norm) defines ``stack_penalty(stack)``: Ω of each copy, shape
+``(K,)``, for the loss ``(1 − λ)·E + λ·Ω``; it adds λ·∂Ω/∂(its own
+parameters) itself in ``stack_grad``, and the loop adds no ∂Ω/∂w.
+
 A part trains stacked when, for every skorch hook its class overrides beyond
 its base class, it also defines the matching stack hook
 (:func:`missing_stack_hooks`); else the fit trains through skorch's loop and

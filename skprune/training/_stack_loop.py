@@ -51,7 +51,9 @@ def _train_stack(copies, X):
     device = X.device
     lam = torch.tensor([float(c.lam) for c in copies], device=device)
     penalized = reg is not None and reg.in_loss and bool(reg_weights) and bool((lam > 0).any())
-    reg_grad = stacked_grad(reg) if penalized else None
+    # Ω of the part's own parameters (the gates'): the part adds λ·∂Ω/∂them in stack_grad.
+    own_penalty = getattr(reg, "stack_penalty", None)
+    reg_grad = stacked_grad(reg) if penalized and own_penalty is None else None
     # The net's own optimiser class and settings (fused Adam on the CPU included).
     optimizer = type(net.optimizer_)(list(model.params.values()), **net.optimizer_.defaults)
     step = _fast_step(optimizer)
@@ -78,10 +80,10 @@ def _train_stack(copies, X):
             error = error_rows.mean(1) if weight is None else (error_rows * weight).sum(1)
             loss = error
             if penalized:
-                omega = per_copy_penalty(reg, reg_weights)
+                omega = per_copy_penalty(reg, reg_weights) if reg_grad else own_penalty(stack)
                 loss = (1 - lam) * error + lam * omega
             model.backward(grad)
-            if penalized:
+            if reg_grad is not None:
                 _add_penalty_grad(reg_grad, reg_weights, lam)
             call_stack_hook(parts, "stack_grad", stack)
             step()
