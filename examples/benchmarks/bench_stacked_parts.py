@@ -35,6 +35,7 @@ MLP = dict(max_epochs=10, batch_size=32, random_state=0)
 CASES = {
     "l1 (reference)": (dict(MLP), "digits"),
     "hard_concrete ε=0.3": (dict(MLP, regularizer="hard_concrete", target_density=0.3), "digits"),
+    "hard_concrete penalised": (dict(MLP, regularizer="hard_concrete"), "digits"),
 }
 
 
