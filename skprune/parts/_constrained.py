@@ -93,8 +93,8 @@ def lagrangian_grads(log_alphas, sizes, multiplier, temperature=TEMPERATURE, pro
     Examples
     --------
     >>> grads, density = lagrangian_grads([torch.zeros(1, 4)], [4], torch.ones(1))
-    >>> round(float(density), 4), [round(float(g), 4) for g in grads[0][0]]
-    (1.0, [0.0349, 0.0349, 0.0349, 0.0349])
+    >>> round(float(density), 4), [round(float(g), 3) for g in grads[0][0]]
+    (1.0, [0.035, 0.035, 0.035, 0.035])
     """
     total = sum(sizes)
     expected = fitted = 0.0
