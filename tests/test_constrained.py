@@ -220,10 +220,10 @@ def test_hard_concrete_copies_trained_stacked_equal_separate_fits(
     # Each copy its own seed: its own initial weights, batches and gate noise.
     X, y = _digits(digits, image=params.get("module") == "lenet5")
     est = SparseNetClassifier(**QUICK, **params)
-    estimators = [clone(est).set_params(lam=lam, random_state=s) for s, lam in enumerate(LAMS)]
+    estimators = [clone(est).set_params(lam=lam, random_state=s) for s, lam in enumerate(LAMS[1:])]
     with training as seen:
         fit_stacked(estimators, X, y)
-    assert seen.stacks == [len(LAMS)] and seen.loops == 0
+    assert seen.stacks == [2] and seen.loops == 0
     separate = [clone(e).fit(X, y) for e in estimators]
     assert {s.training_loop_ for s in separate} == {"skorch"}
     _assert_equal_fits(estimators, separate, max_weight_gap)

@@ -80,7 +80,8 @@ def _train_stack(copies, X):
             error = error_rows.mean(1) if weight is None else (error_rows * weight).sum(1)
             loss = error
             if penalized:
-                omega = per_copy_penalty(reg, reg_weights) if reg_grad else own_penalty(stack)
+                own = reg_grad is None
+                omega = own_penalty(stack) if own else per_copy_penalty(reg, reg_weights)
                 loss = (1 - lam) * error + lam * omega
             model.backward(grad)
             if reg_grad is not None:
