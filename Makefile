@@ -54,6 +54,7 @@ bench: setup
 	$(PY) examples/benchmarks/bench_vectorize.py --regression
 	$(PY) examples/benchmarks/bench_engine.py
 	$(PY) examples/benchmarks/bench_stacked_parts.py
+	$(PY) examples/benchmarks/bench_gates_single_fit.py
 	$(PY) examples/benchmarks/bench_fused_step.py
 	$(PY) examples/benchmarks/bench_threads.py --threads 2
 	$(PY) examples/benchmarks/bench_sparse_input.py

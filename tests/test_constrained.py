@@ -6,9 +6,10 @@ import torch
 from sklearn.base import clone
 from torch.nn.utils import parametrize
 
-from skprune import SparseNetClassifier
+from skprune import SparseNetClassifier, lambda_path
 from skprune.constrained import HardConcrete, dual_step
 from skprune.datasets import find_mnist_10k
+from skprune.engine import fit_stacked
 
 # 1,347 digits make 43 batches an epoch, a tenth of MNIST-10k's: the gates and
 # multipliers move faster than by default so that 10 epochs are enough.
@@ -147,6 +148,116 @@ def test_hard_concrete_object_follows_regularizer_protocol():
     assert not reg.in_loss and HardConcrete().in_loss
     weights = [torch.tensor([0.0, 1.0, 0.0]), torch.tensor([2.0])]
     assert float(reg.penalty(weights)) == 2.0
+
+
+# -- trained stacked: each copy equals its separate fit through skorch's loop
+
+# Gates and multipliers that move within 3 short epochs: densities fall below the
+# start, multipliers rise and restart. (A larger gate_lr lets Adam blow float-level
+# differences of near-zero gate gradients up past 1e-4 in log α.)
+QUICK = dict(
+    regularizer="hard_concrete",
+    max_epochs=3,
+    batch_size=16,
+    regularizer__gate_lr=0.1,
+    regularizer__dual_lr=0.5,
+    regularizer__init_density=0.6,
+)
+
+
+LAMS = [0.0, 1e-4, 1e-3]
+
+
+def _digits(digits, n=96, image=False):
+    X, y = digits[0][:n], digits[2][:n]
+    if image:  # LeNet-5 needs 10x10 at least: the 8x8 digits, padded
+        X = np.pad(X.reshape(-1, 1, 8, 8), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    return X, y
+
+
+def _assert_equal_fits(fitted, separate, max_weight_gap):
+    assert max_weight_gap(fitted, separate) <= 1e-4
+    for f, s in zip(fitted, separate):
+        reg, twin = f.net_.regularizer, s.net_.regularizer
+        assert reg is not twin and list(reg.log_alpha_) == list(twin.log_alpha_)
+        for name, log_alpha in reg.log_alpha_.items():
+            assert float((log_alpha - twin.log_alpha_[name]).abs().max()) <= 1e-4
+        assert f.density_ == s.density_ and f.layer_density_ == s.layer_density_
+        assert reg.multipliers_ == pytest.approx(twin.multipliers_, abs=1e-5)
+        for key in ("multiplier", "expected_density"):
+            for a, b in zip(f.history_[:, key], s.history_[:, key]):
+                assert list(a) == list(b) and list(a.values()) == pytest.approx(
+                    list(b.values()), abs=1e-5
+                )
+        for key in ("train_loss", "penalty", "density"):
+            np.testing.assert_allclose(f.history_[:, key], s.history_[:, key], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"target_density": 0.3},
+        {"target_density": {"layer1": 0.2}, "regularizer__structure": "neuron"},
+        {
+            "target_density": 0.3,
+            "regularizer__proxy_constraint": False,
+            "regularizer__dual_restarts": False,
+            "optimizer": "sgd",
+            "lr": 0.1,
+        },
+        {"target_density": None},  # the penalised form: λ·E‖θ‖₀ in the loss
+        {
+            "module": "lenet5",
+            "regularized_layers": "all",
+            "target_density": {"conv1": 0.5, "conv2": 0.4, "layer1": 0.3},
+        },
+    ],
+    ids=["model-wise", "layer-wise-neurons", "expected-sgd", "penalised", "lenet5-all-layers"],
+)
+def test_hard_concrete_copies_trained_stacked_equal_separate_fits(
+    digits, params, skorch_fit, training, max_weight_gap
+):
+    # Each copy its own seed: its own initial weights, batches and gate noise.
+    X, y = _digits(digits, image=params.get("module") == "lenet5")
+    est = SparseNetClassifier(**QUICK, **params)
+    estimators = [clone(est).set_params(lam=lam, random_state=s) for s, lam in enumerate(LAMS[1:])]
+    with training as seen:
+        fit_stacked(estimators, X, y)
+    assert seen.stacks == [2] and seen.loops == 0
+    separate = [clone(e).fit(X, y) for e in estimators]
+    assert {s.training_loop_ for s in separate} == {"skorch"}
+    _assert_equal_fits(estimators, separate, max_weight_gap)
+    if params["target_density"] is not None:  # the multipliers did ascend (and restart)
+        assert any(
+            mu for e in estimators for row in e.history_[:, "multiplier"] for mu in row.values()
+        )
+    assert all(e.density_ < 1 for e in estimators)
+
+
+def test_hard_concrete_lambda_path_equals_separate_fits(
+    digits, device, skorch_fit, training, max_weight_gap
+):
+    X, y = _digits(digits)
+    est = SparseNetClassifier(**QUICK, target_density=0.3, random_state=0, device=device)
+    with training as seen:
+        path = lambda_path(est, X, y, LAMS)
+    assert seen.stacks == [len(LAMS)] and seen.loops == 0
+    separate = [clone(est).set_params(lam=lam).fit(X, y) for lam in LAMS]
+    _assert_equal_fits(path, separate, max_weight_gap)
+
+
+def test_hard_concrete_fit_trains_stacked_as_skorch_loop(
+    digits, monkeypatch, training, max_weight_gap
+):
+    X, y = _digits(digits)
+    est = SparseNetClassifier(**QUICK, target_density=0.3, random_state=0)
+    with training as seen:
+        fitted = clone(est).fit(X, y)
+    assert fitted.training_loop_ == "stacked" and seen.stacks == [1] and seen.loops == 0
+    monkeypatch.setattr("skprune.engine.fit_net", lambda *args: False)
+    separate = clone(est).fit(X, y)
+    assert separate.training_loop_ == "skorch"
+    _assert_equal_fits([fitted], [separate], max_weight_gap)
 
 
 # -- MNIST-10k, LeNet-300-100, 20 epochs: the figures of docs/user_guide/controlled_sparsity.rst

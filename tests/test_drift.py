@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 from skorch.callbacks import Callback
 
 from skprune import SparseNetClassifier, engine, lambda_path
+from skprune.constrained import HardConcrete
 from skprune.engine import _prepare, fit_stacked, train_stackable, unstackable_reason
 from skprune.pruning import ThresholdPruning
 from skprune.regularizers import ElementwiseRegularizer, Regularizer
@@ -138,6 +139,13 @@ def test_training_loop_stacked_for_served_settings(data):
     assert est.partial_fit(X, y).training_loop_ == "skorch"  # a continuation
 
 
+class _GatesWithEpochHook(HardConcrete):
+    """The gates with one more skorch hook and no stack hook standing in for it."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        pass
+
+
 @pytest.mark.parametrize(
     "params, shape, reason",
     [
@@ -149,7 +157,7 @@ def test_training_loop_stacked_for_served_settings(data):
         ({"callbacks": [Callback()]}, None, "callbacks=[<skorch.callbacks"),
         ({"optimizer": torch.optim.Adagrad}, None, "optimizer Adagrad is not SGD, Adam"),
         ({"regularizer": "lobster"}, None, "regularizer LOBSTER() is not stackable: it overrides"),
-        ({"regularizer": "hard_concrete"}, None, "regularizer HardConcrete("),
+        ({"regularizer": _GatesWithEpochHook()}, None, "_GatesWithEpochHook() is not stackable"),
         (
             {"pruning": "global", "target_density": 0.5},
             None,

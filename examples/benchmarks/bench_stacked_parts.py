@@ -49,6 +49,8 @@ CASES = {
     ),  # fmt: skip
     "madam": (dict(MLP, optimizer="madam"), "digits"),
     "class_weight='balanced'": (dict(MLP, class_weight="balanced"), "digits"),
+    "hard_concrete ε=0.3": (dict(MLP, regularizer="hard_concrete", target_density=0.3), "digits"),
+    "hard_concrete penalised": (dict(MLP, regularizer="hard_concrete"), "digits"),
 }
 
 

@@ -35,10 +35,21 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..metrics import count_nonzero
-from ._gates import TEMPERATURE, attach_gate, fold_gate
+from ._gates import (
+    LIMITS,
+    TEMPERATURE,
+    StackedNoise,
+    attach_gate,
+    fold_gate,
+    gate_shape,
+    hard_concrete_sample,
+    log_alpha_for,
+    median_gate,
+    prob_nonzero,
+)
 from ._regularizers import Regularizer
 
-__all__ = ["dual_step", "HardConcrete"]
+__all__ = ["dual_step", "lagrangian_grads", "HardConcrete"]
 
 # Louizos et al.'s code clamps log α to [log 1e-2, log 1e2] (±4.6); there a closed gate
 # still counts P(z ≠ 0) = 0.05 in the expected density, which then overstates the
@@ -65,6 +76,37 @@ def dual_step(multiplier, violation, lr, restart=True):
     if restart:
         return torch.where(violation > 0, ascended, torch.zeros_like(ascended))
     return ascended
+
+
+@torch.no_grad()
+def lagrangian_grads(log_alphas, sizes, multiplier, temperature=TEMPERATURE, proxy=True):
+    r"""μ ∂g/∂log α of every gate tensor (eq. 4), and the group's density g of each copy.
+
+    ``log_alphas`` are the group's gate tensors, each with a leading copy axis
+    ``(K, …)``; ``sizes`` the number of weights each gates; ``multiplier`` μ of
+    each copy, shape (K,). With :math:`P_j = P(z_j \neq 0)` and ``n`` weights
+    per gate, :math:`\partial g/\partial\log\alpha_j = (n / \#\theta_g)\,P_j(1 - P_j)`,
+    written out rather than through autograd: one pass over the gates. The
+    density returned is the median network's (``proxy``: a gate is open exactly
+    where :math:`P_j > 1/2`) or the expected one.
+
+    Examples
+    --------
+    >>> grads, density = lagrangian_grads([torch.zeros(1, 4)], [4], torch.ones(1))
+    >>> round(float(density), 4), [round(float(g), 3) for g in grads[0][0]]
+    (1.0, [0.035, 0.035, 0.035, 0.035])
+    """
+    total = sum(sizes)
+    expected = fitted = 0.0
+    grads = []
+    for log_alpha, n in zip(log_alphas, sizes):
+        p = prob_nonzero(log_alpha, temperature)
+        per_gate = n / p[0].numel()
+        expected = expected + p.flatten(1).sum(1) * (per_gate / total)
+        fitted = fitted + (p > 0.5).flatten(1).sum(1) * (per_gate / total)
+        mu = (multiplier * per_gate / total).view(-1, *[1] * (p.dim() - 1))
+        grads.append(p * (1 - p) * mu)
+    return grads, fitted if proxy else expected
 
 
 class HardConcrete(Regularizer):
@@ -111,6 +153,9 @@ class HardConcrete(Regularizer):
         training, a float after).
     epsilon_ : dict
         Group name -> ε of the constrained groups.
+    log_alpha_ : dict
+        Layer name -> log α of its gates at the end of training (P(z ≠ 0) is
+        ``prob_nonzero(log_alpha_[name])``).
     """
 
     def __init__(
@@ -239,24 +284,16 @@ class HardConcrete(Regularizer):
 
     @torch.no_grad()
     def _add_lagrangian_grad(self, group, eps, members):
-        """Add μ_g ∂g_g/∂log α to the gates' gradients (eq. 4); return g_g − ε_g.
-
-        ∂g_g/∂log α_j = (weights per gate / #θ_g) · P_j (1 − P_j), written out
-        rather than through autograd: one pass over the gates.
-        """
-        total = sum(n for _, n in members)
-        mu, expected, fitted = self.multipliers_[group], 0.0, 0.0
-        for gate, n in members:
-            p = gate.prob_nonzero()
-            per_gate = n / p.numel()
-            expected = expected + p.sum() * (per_gate / total)
-            # The median gate is open exactly where P(z ≠ 0) > 1/2.
-            fitted = fitted + (p > 0.5).sum() * (per_gate / total)
-            step = p * (1 - p) * (mu * per_gate / total)
+        """Add μ_g ∂g_g/∂log α to the gates' gradients (eq. 4); return g_g − ε_g."""
+        log_alphas = [gate.log_alpha[None] for gate, _ in members]
+        mu = self.multipliers_[group].reshape(1)
+        grads, density = lagrangian_grads(
+            log_alphas, [n for _, n in members], mu, self.temperature, self.proxy_constraint
+        )
+        for (gate, _), step in zip(members, grads):
             grad = gate.log_alpha.grad
-            gate.log_alpha.grad = step if grad is None else grad.add_(step)
-        density = fitted if self.proxy_constraint else expected
-        return density - eps
+            gate.log_alpha.grad = step[0] if grad is None else grad.add_(step[0])
+        return density[0] - eps
 
     @torch.no_grad()
     def on_batch_end(self, net, training=False, **kwargs):
@@ -280,7 +317,195 @@ class HardConcrete(Regularizer):
 
     def on_train_end(self, net, **kwargs):
         layers = dict(net.regularized_named_)
+        self.log_alpha_ = {name: gate.log_alpha.detach().clone() for name, gate, _ in self.gates_}
         for name, _, _ in self.gates_:
             fold_gate(layers[name])
         self.multipliers_ = {g: float(mu) for g, mu in self.multipliers_.items()}
         self.gates_, self.optimizer_, self.violation_ = [], None, {}
+
+    # -- the same, for K copies trained stacked (skprune.training._stack_hooks) --
+
+    def stack_begin(self, stack):
+        stack.state["gates"] = _StackedGates(self, stack)
+
+    def stack_epoch_begin(self, stack):
+        stack.state["gates"].unfold()
+
+    def stack_batch_begin(self, stack):
+        stack.state["gates"].sample()
+
+    def stack_grad(self, stack):
+        stack.state["gates"].backward(stack.lam if self.in_loss else None)
+
+    def stack_penalty(self, stack):
+        """Ω = E‖θ‖₀ of each copy (the penalised form's loss term), shape (K,)."""
+        return sum(stack.state["gates"].expected_nonzero())
+
+    def stack_batch_end(self, stack):
+        stack.state["gates"].ascend()
+
+    def stack_epoch_end(self, stack):
+        stack.records.update(stack.state["gates"].records())
+        stack.state["gates"].fold()
+
+    def stack_end(self, stack):
+        gates = stack.state.pop("gates")
+        gates.fold()
+        for k, copy in enumerate(stack.copies):
+            gates.write_back(k, copy.net.regularizer)
+
+
+class _StackedGates:
+    """The gates, their optimiser and the multipliers of K copies trained stacked.
+
+    Every tensor has a leading copy axis. Copy k's gates start as its separate
+    fit's (:meth:`HardConcrete.on_train_begin`) and take the same steps: the
+    noise from the copy's own generator (``copy.rng``, :class:`StackedNoise`),
+    the gated weight ``θ̃ ⊙ z`` in the forward (written into the stacked weight
+    in place, the magnitudes ``θ̃`` kept aside), the chain rule back to ``θ̃``
+    and log α, the Lagrangian's gradient, Adam on log α, the dual step and the
+    clamp. Between epochs the stacked weights hold the test-time network
+    ``θ̃ ⊙ ẑ`` that the history records (and that ``fit`` returns).
+    """
+
+    def __init__(self, reg, stack):
+        net = stack.copies[0].net
+        layers = dict(net.regularized_named_)
+        self.reg, self.names = reg, reg._gated_names(net)
+        self.weights = [stack.weights[stack.names.index(f"{n}.weight")] for n in self.names]
+        self.sizes = [layers[n].weight.numel() for n in self.names]
+        init = log_alpha_for(reg.init_density, reg.temperature)
+        self.log_alpha = [
+            torch.full((stack.n_copies, *gate_shape(layers[n], reg.structure)), init)
+            .to(w.device, w.dtype)
+            .requires_grad_()
+            for n, w in zip(self.names, self.weights)
+        ]
+        at = {n: i for i, n in enumerate(self.names)}
+        if isinstance(reg.target_density, dict):
+            self.groups = [(n, reg.target_density[n], [at[n]]) for n in self.names]
+        else:
+            self.groups = [("model", reg.target_density, list(at.values()))]
+        self.epsilon = {g: eps for g, eps, _ in self.groups if eps is not None}
+        self.multipliers = {g: stack.lam.new_zeros(stack.n_copies) for g in self.epsilon}
+        self.violation = {}
+        fused = {"fused": True} if stack.lam.device.type == "cpu" else {}
+        self.optimizer = torch.optim.Adam(self.log_alpha, lr=reg.gate_lr, **fused)
+        self.noise = StackedNoise([c.rng for c in stack.copies])
+        self.raw = [torch.empty_like(w) for w in self.weights]  # θ̃ while w holds θ̃ ⊙ z
+        self.z, self.folded = None, False
+
+    @torch.no_grad()
+    def _gate_weights(self, gates):
+        for w, raw, z in zip(self.weights, self.raw, gates):
+            raw.copy_(w)
+            w.mul_(z)
+
+    def sample(self):
+        """A new sample of every gate, and the weights the forward pass uses: θ̃ ⊙ z."""
+        reg = self.reg
+        noise = self.noise.draw([la.shape[1:] for la in self.log_alpha], self.log_alpha[0].dtype)
+        self.z = [
+            hard_concrete_sample(la, None, reg.temperature, LIMITS, logistic=u)
+            for la, u in zip(self.log_alpha, noise)
+        ]
+        self._gate_weights(self.z)
+
+    def backward(self, lam=None):
+        """∂L/∂θ̃ = ∂L/∂θ ⊙ z and ∂L/∂log α through z, the Lagrangian's pull (or
+        λ·∂E‖θ‖₀/∂log α of the penalised form, with ``lam``), Adam on log α."""
+        with torch.no_grad():
+            grads_z = [(w.grad * raw).sum_to_size(z.shape) for w, raw, z in self._zipped()]
+        torch.autograd.backward(self.z, grads_z)
+        with torch.no_grad():
+            for w, raw, z in self._zipped():
+                w.copy_(raw)
+                w.grad.mul_(z)
+        self.z = None
+        if lam is not None:
+            self._add_penalty_grad(lam)
+        for group, eps, members in self.groups:
+            if eps is not None:
+                self.violation[group] = self._add_lagrangian_grad(group, members) - eps
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _zipped(self):
+        return zip(self.weights, self.raw, self.z)
+
+    @torch.no_grad()
+    def _add_penalty_grad(self, lam):
+        """λ·∂E‖θ‖₀/∂log α_j = λ·(weights per gate)·P_j(1 − P_j) (Gallego-Posada eq. 2–3)."""
+        for la, n in zip(self.log_alpha, self.sizes):
+            p = prob_nonzero(la, self.reg.temperature)
+            la.grad.add_(p * (1 - p) * (lam * (n / p[0].numel())).view(-1, *[1] * (p.dim() - 1)))
+
+    @torch.no_grad()
+    def expected_nonzero(self):
+        """E‖z‖₀ of each gate tensor in weights, per copy (as ``HardConcreteGate`` counts it)."""
+        return [
+            prob_nonzero(la, self.reg.temperature).flatten(1).sum(1) * (n / la[0].numel())
+            for la, n in zip(self.log_alpha, self.sizes)
+        ]
+
+    def _add_lagrangian_grad(self, group, members):
+        grads, density = lagrangian_grads(
+            [self.log_alpha[i] for i in members],
+            [self.sizes[i] for i in members],
+            self.multipliers[group],
+            self.reg.temperature,
+            self.reg.proxy_constraint,
+        )
+        for i, step in zip(members, grads):
+            self.log_alpha[i].grad.add_(step)
+        return density
+
+    @torch.no_grad()
+    def ascend(self):
+        """The multipliers' dual step (eq. 5–6) and the clamp of log α."""
+        reg = self.reg
+        for g, violation in self.violation.items():
+            self.multipliers[g] = dual_step(
+                self.multipliers[g], violation, reg.dual_lr, reg.dual_restarts
+            )
+        for la in self.log_alpha:
+            la.clamp_(*_LOG_ALPHA_RANGE)
+
+    @torch.no_grad()
+    def records(self):
+        """Each copy's history entries of the epoch, as :meth:`HardConcrete.on_epoch_end`
+        and the density record (Ω = E‖θ‖₀ while the gates are on) write them."""
+        nonzero = self.expected_nonzero()
+        density = {
+            g: (sum(nonzero[i] for i in m) / sum(self.sizes[i] for i in m)).tolist()
+            for g, _, m in self.groups
+        }
+        mu = {g: m.tolist() for g, m in self.multipliers.items()}
+        n_copies = len(self.log_alpha[0])
+        return {
+            "expected_density": [{g: d[k] for g, d in density.items()} for k in range(n_copies)],
+            "multiplier": [{g: m[k] for g, m in mu.items()} for k in range(n_copies)],
+            "penalty": sum(nonzero).tolist(),
+        }
+
+    def fold(self):
+        """The stacked weights become the test-time network θ̃ ⊙ ẑ (median gates)."""
+        if not self.folded:
+            medians = [median_gate(la.detach(), self.reg.temperature) for la in self.log_alpha]
+            self._gate_weights(medians)
+            self.folded = True
+
+    @torch.no_grad()
+    def unfold(self):
+        """The stacked weights hold the magnitudes θ̃ again."""
+        if self.folded:
+            for w, raw in zip(self.weights, self.raw):
+                w.copy_(raw)
+            self.folded = False
+
+    def write_back(self, k, reg):
+        """Copy k's gates and multipliers into its own regularizer, as its separate fit ends."""
+        reg.log_alpha_ = {n: la[k].detach().clone() for n, la in zip(self.names, self.log_alpha)}
+        reg.multipliers_ = {g: float(mu[k]) for g, mu in self.multipliers.items()}
+        reg.epsilon_ = dict(self.epsilon)
+        reg.gates_, reg.optimizer_, reg.violation_ = [], None, {}

@@ -27,6 +27,8 @@ It is 0 exactly when :math:`P(z \neq 0) \le 1/2`.
 The functions are pure; :class:`HardConcreteGate` applies them to a layer's
 weight as a :mod:`torch.nn.utils.parametrize` parametrization, and
 :func:`attach_gate` / :func:`fold_gate` put it on and take it off.
+:class:`StackedNoise` draws the noise of K copies trained stacked, each from
+its own generator, as each copy's separate fit draws it.
 """
 
 import math
@@ -47,6 +49,7 @@ __all__ = [
     "gate_shape",
     "attach_gate",
     "fold_gate",
+    "StackedNoise",
 ]
 
 #: β, γ and ζ of Louizos et al. §4, used by Gallego-Posada et al.
@@ -239,3 +242,51 @@ def fold_gate(layer):
     z = median_gate(gate.log_alpha, gate.temperature, gate.limits)
     parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
     layer.weight.mul_(z)
+    # The weight comes back last: put it first again, as the layer (and its state_dict) had it.
+    params = layer._parameters
+    for name in [name for name in params if name != "weight"]:
+        params[name] = params.pop(name)
+
+
+class StackedNoise:
+    """The gates' logistic noise for K copies, each drawn from the copy's own generator.
+
+    A separate fit draws its gates' uniform noise from torch's global generator
+    (:meth:`HardConcreteGate.resample`: one ``rand_like`` per gate, gate after
+    gate); copy k of a stack draws the same numbers from ``generators[k]``,
+    which starts where that fit's global generator stood. Copies whose
+    generators start in the same state (a λ path with an int
+    ``random_state``) draw the same numbers: they are drawn once.
+
+    Examples
+    --------
+    >>> gens = [torch.Generator().manual_seed(s) for s in (0, 0, 1)]
+    >>> a, b = StackedNoise(gens).draw([(2, 3), (4,)])
+    >>> a.shape, b.shape, bool((a[0] == a[1]).all()), bool((a[0] == a[2]).all())
+    (torch.Size([3, 2, 3]), torch.Size([3, 4]), True, False)
+    """
+
+    def __init__(self, generators):
+        streams = {}  # state -> (generator, copies drawing from it)
+        for k, generator in enumerate(generators):
+            state = generator.get_state().numpy().tobytes()
+            streams.setdefault(state, (generator, []))[1].append(k)
+        self._streams = list(streams.values())
+        self._stream_of = [0] * len(generators)
+        for s, (_, copies) in enumerate(self._streams):
+            for k in copies:
+                self._stream_of[k] = s
+
+    def draw(self, shapes, dtype=torch.float32):
+        """Logistic noise of shape ``(K, *shape)`` for each of ``shapes``, in order."""
+        drawn = [
+            [torch.rand(shape, generator=g, dtype=dtype, device=g.device) for shape in shapes]
+            for g, _ in self._streams
+        ]
+        if len(drawn) == 1:
+            n_copies = len(self._stream_of)
+            return [logistic_noise(u).expand(n_copies, *u.shape) for u in drawn[0]]
+        return [
+            logistic_noise(torch.stack([drawn[s][i] for s in self._stream_of]))
+            for i in range(len(shapes))
+        ]

@@ -132,7 +132,7 @@ def _regularizer_reason(estimator, reg):
     if reg is None:
         return None
     what = _part_lacks(reg, Regularizer)
-    if what is None and reg.in_loss and not reg.analytic:
+    if what is None and reg.in_loss and not reg.analytic and not hasattr(reg, "stack_penalty"):
         what = "it has no analytic gradient; implement grad(w), ∂Ω/∂w of one tensor"
     return None if what is None else f"regularizer {reg!r} is not stackable: {what}"
 
@@ -231,6 +231,9 @@ class _Copy:
     valid_X: object = None
     #: Each training row's weight in E (sample_weight × class_weight), or None: all equal.
     weight: torch.Tensor = None
+    #: Where the copy's random draws in training come from (the hard-concrete gates' noise):
+    #: a generator in the state torch's global one has when its separate fit starts training.
+    rng: torch.Generator = None
 
     def __post_init__(self):
         # What skorch's fit records for a classifier: the scale of DivergenceCheck's bound.
@@ -443,6 +446,7 @@ def fit_net(estimator, net, X, y, weight=None, epochs=None):
     if valid is not None:  # fit's held-out rows (predefined_split), a tensor of their own
         copy.valid_X, copy.valid_y = valid.X, valid.y
         copy.valid_rows = torch.arange(len(valid.y), device=valid.y.device)
+    copy.rng = _global_rng(X.device)  # fit runs this under its seeded global generator
     train_stack([copy], X)
     if copy.error is not None:
         raise copy.error
@@ -473,12 +477,14 @@ def _prepare(est, X, y, rows):
     with seeded_rng(seed, cuda_indices(device)):
         est._checked_net(device, parts, seed, valid, X_train)
         rng_state = global_rng_state(device)
+        rng = _global_rng(device)
     if unstackable_reason(est, parts, est.net_.module_):
         return None
     index = torch.arange(len(yv)) if rows is None else torch.as_tensor(np.asarray(rows))
     train_pos = train_pos.cpu().long()
     copy = _Copy(est, est.net_, index[train_pos].to(device), y_train, est.lam, seed, parts[1])
     copy.rng_state = rng_state
+    copy.rng = rng
     if weight is not None:  # the class and sample weights of the training rows
         copy.weight = torch.as_tensor(weight[train_pos.numpy()]).to(device)
     if valid is not None:
@@ -488,6 +494,19 @@ def _prepare(est, X, y, rows):
         copy.valid_rows = index[valid_pos].to(device)
         copy.valid_y = torch.as_tensor(yv[valid_pos.numpy()]).to(device)
     return copy
+
+
+def _global_rng(device):
+    """A generator that continues, from here, torch's global generator of ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        source = torch.cuda.default_generators[index]
+    else:
+        source = torch.default_generator
+    rng = torch.Generator(device=device)
+    rng.set_state(source.get_state())
+    return rng
 
 
 def _net_parts(net):

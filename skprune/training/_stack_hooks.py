@@ -28,6 +28,10 @@ With ``validation_fraction > 0`` each copy holds out the rows its separate
 fit holds out; :meth:`Stack.valid_error` gives every copy's error E on them
 with the current weights (what skorch records as ``valid_loss``). A part
 records per-copy history entries through :attr:`Stack.records`.
+A regularizer whose Ω is not a function of the stacked weights (the gates'
+expected ℓ0 norm) defines ``stack_penalty(stack)``: Ω of each copy, shape
+``(K,)``, for the loss ``(1 − λ)·E + λ·Ω``; it adds λ·∂Ω/∂(its own
+parameters) itself in ``stack_grad``, and the loop adds no ∂Ω/∂w.
 
 A part trains stacked when, for every skorch hook its class overrides beyond
 its base class, it also defines the matching stack hook
@@ -98,7 +102,8 @@ class Stack:
         The epoch's history entries of each copy beyond the loop's own: a part
         that records ``key`` sets ``records[key]`` to K values (one per copy)
         before the epoch's rows are written (by ``stack_epoch_end``); the
-        loop writes them into each copy's row and empties the dict.
+        loop writes them into each copy's row (a part's ``penalty`` replaces the
+        loop's Ω of the weights) and empties the dict.
     """
 
     copies: list

@@ -58,7 +58,9 @@ def _train_stack(copies, X):
     multi = isinstance(net.optimizer_, MultiObjectiveOptimizer)
     penalized = reg is not None and reg.in_loss and bool(reg_weights) and bool((lam > 0).any())
     penalized = penalized and not multi
-    reg_grad = stacked_grad(reg) if penalized else None
+    # Ω of the part's own parameters (the gates'): the part adds λ·∂Ω/∂them in stack_grad.
+    own_penalty = getattr(reg, "stack_penalty", None)
+    reg_grad = stacked_grad(reg) if penalized and own_penalty is None else None
     # The net's own optimiser class and settings (fused Adam on the CPU included).
     optimizer = _stacked_optimizer(net.optimizer_, model, reg, reg_weights, len(copies))
     step = _fast_step(optimizer)
@@ -68,7 +70,8 @@ def _train_stack(copies, X):
         stack.valid = ValidRows(copies, X_valid, rows_error, est.batch_size)
     parts = stack_parts(net)  # regularizer, pruner, schedule, early stopping: skorch's order
     frozen = FrozenCopies(stack)  # copies that stopped early keep their weights
-    plan = _BatchPlan(copies, est.batch_size, torch.zeros_like(lam) if multi else lam)
+    # E's weight (1 − λ) where λ·Ω enters the loss, else 1 (as the separate fit's get_loss).
+    plan = _BatchPlan(copies, est.batch_size, lam if penalized else torch.zeros_like(lam))
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
 
     call_stack_hook(parts, "stack_begin", stack)
@@ -90,10 +93,11 @@ def _train_stack(copies, X):
             error = error_rows.mean(1) if weight is None else (error_rows * weight).sum(1)
             loss = error
             if penalized:
-                omega = per_copy_penalty(reg, reg_weights)
+                own = reg_grad is None
+                omega = own_penalty(stack) if own else per_copy_penalty(reg, reg_weights)
                 loss = (1 - lam) * error + lam * omega
             model.backward(grad)
-            if penalized:
+            if reg_grad is not None:
                 _add_penalty_grad(reg_grad, reg_weights, lam)
             call_stack_hook(parts, "stack_grad", stack)
             step()
@@ -105,7 +109,9 @@ def _train_stack(copies, X):
             stack.records.update(stack.valid.records(model))
         call_stack_hook(parts, "stack_epoch_end", stack)
         training = stack.training
-        _record_epoch(copies, reg, reg_weights, reg_names, plan, losses, errors, start, training)
+        _record_epoch(
+            copies, reg, reg_weights, reg_names, plan, losses, errors, start, training, stack.records
+        )
         _record_parts(copies, stack.records, training)
         if _check_divergence(copies, model, training):
             break
@@ -315,15 +321,18 @@ def _add_penalty_grad(grad, weights, lam):
 
 
 @torch.no_grad()
-def _record_epoch(copies, reg, weights, names, plan, losses, errors, start, training):
+def _record_epoch(copies, reg, weights, names, plan, losses, errors, start, training, records):
     """Write the epoch's history entries of every training copy, as skorch and
-    SparsityHistory do."""
+    SparsityHistory do; a part's ``penalty`` in ``records`` replaces the loop's Ω of
+    the weights (the other records are :func:`_record_parts`')."""
     counts, error_counts = torch.stack(plan.counts).cpu(), torch.stack(plan.error_counts).cpu()
     losses, errors = torch.stack(losses).cpu().double(), torch.stack(errors).cpu().double()
     mean_loss = ((losses * counts).sum(0) / counts.sum(0)).tolist()
     mean_error = ((errors * error_counts).sum(0) / error_counts.sum(0)).tolist()
     error_key = copies[0].net.error_key  # "ce" or "mse"
-    penalty = per_copy_penalty(reg, weights).tolist() if reg is not None and weights else None
+    penalty = records.pop("penalty", None)
+    if penalty is None and reg is not None and weights:
+        penalty = per_copy_penalty(reg, weights).tolist()
     nonzero = [torch.count_nonzero(w, dim=tuple(range(1, w.dim()))).tolist() for w in weights]
     sizes = [w[0].numel() for w in weights]
     dur = time.perf_counter() - start
