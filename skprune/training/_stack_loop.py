@@ -109,8 +109,9 @@ def _train_stack(copies, X):
             stack.records.update(stack.valid.records(model))
         call_stack_hook(parts, "stack_epoch_end", stack)
         training = stack.training
+        records = stack.records
         _record_epoch(
-            copies, reg, reg_weights, reg_names, plan, losses, errors, start, training, stack.records
+            copies, reg, reg_weights, reg_names, plan, losses, errors, start, training, records
         )
         _record_parts(copies, stack.records, training)
         if _check_divergence(copies, model, training):
